@@ -1,0 +1,37 @@
+"""onnxport: convert PyTorch and Keras models to verified, deployment-ready ONNX.
+
+The package is light to import: the conversion API and the plugin records load on
+first use, and no framework (torch, tensorflow) is imported until a model needs it.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "convert": "api", "verify": "api", "ConversionResult": "api",
+    "TargetArtifact": "api", "VerificationSettings": "verification",
+    "hookimpl": "host", "PluginHost": "host",
+    "Backend": "records", "Runner": "records", "Target": "records", "Pass": "records",
+    "Tolerance": "records", "Source": "records", "LoadRequest": "records",
+    "LoadedModel": "records", "ExportRequest": "records", "ExportResult": "records",
+    "RunOptions": "records", "Requirements": "records", "PassContext": "records",
+    "PassOutcome": "records", "StageEvent": "records", "Command": "records",
+    "InputSpec": "records",
+    "OnnxportError": "errors", "BadInput": "errors", "ExportFailed": "errors",
+    "VerificationFailed": "errors", "MissingDependency": "errors",
+    "PluginError": "errors", "ExitCode": "errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'onnxport' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module_name}"), name)
+    globals()[name] = value
+    return value

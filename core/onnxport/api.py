@@ -1,0 +1,101 @@
+"""The Python API: the same work as the `onnxport` command, called from code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .host import PluginHost, default_host
+from .pipeline import ConversionRequest, ConversionResult, TargetArtifact, run_conversion
+from .records import InputSpec, Tolerance
+from .reverify import ArtifactCheck, verify_artifact
+from .sources import source_from_object, source_from_text
+from .verification import VerificationSettings
+
+__all__ = ["convert", "verify", "ConversionResult", "TargetArtifact", "ArtifactCheck"]
+
+
+def convert(
+    model: Any,
+    example_inputs: Any = None,
+    *,
+    output: str | Path,
+    output_names: Iterable[str] | None = None,
+    input_names: Iterable[str] | None = None,
+    inputs: Iterable[InputSpec] = (),
+    weights: str | Path | None = None,
+    name: str | None = None,
+    backend: str | None = None,
+    exporter: str | None = None,
+    opset: int | None = None,
+    targets: Iterable[str] = ("cpu",),
+    dynamic_batch: bool = True,
+    seed: int = 0,
+    data: str | Path | None = None,
+    input_ranges: Mapping[str, tuple[float, float]] | None = None,
+    tolerance: Tolerance | None = None,
+    output_tolerances: Mapping[str, Tolerance] | None = None,
+    batch_sizes: Iterable[int] | None = None,
+    latency_runs: int = 20,
+    threads: int | None = None,
+    overwrite: bool = False,
+    keep_failed: bool = False,
+    allow_pickle: bool = False,
+    host: PluginHost | None = None,
+) -> ConversionResult:
+    """Convert `model` to verified ONNX in the directory `output`.
+
+    `model` is a framework model object, a path to a model file, or a factory string
+    (`package.module:function`). `example_inputs` are a tensor, a tuple of tensors or a
+    dict by input name (its keys become the ONNX input names). Raises an
+    `OnnxportError` subclass on failure; `VerificationFailed.result` holds the figures.
+    """
+    weights_path = Path(weights) if weights is not None else None
+    if isinstance(model, (str, Path)) and example_inputs is None:
+        source = source_from_text(str(model), weights_path)
+    else:
+        source = source_from_object(model, origin=_describe(model), weights=weights_path,
+                                    example_inputs=example_inputs,
+                                    output_names=output_names)
+    request = ConversionRequest(
+        source=source,
+        output=Path(output),
+        name=name,
+        backend=backend,
+        exporter=exporter,
+        opset=opset,
+        inputs=tuple(inputs),
+        input_names=tuple(input_names) if input_names is not None else None,
+        output_names=tuple(output_names) if output_names is not None else None,
+        dynamic_batch=dynamic_batch,
+        targets=tuple(targets),
+        allow_pickle=allow_pickle,
+        overwrite=overwrite,
+        keep_failed=keep_failed,
+        verification=VerificationSettings(
+            seed=seed,
+            batch_sizes=tuple(batch_sizes) if batch_sizes is not None else None,
+            input_ranges=dict(input_ranges or {}),
+            data=Path(data) if data is not None else None,
+            tolerance=tolerance,
+            output_tolerances=dict(output_tolerances or {}),
+            latency_runs=latency_runs,
+            threads=threads,
+        ),
+        made_by={"call": f"onnxport.convert({_describe(model)}, output={str(output)!r})"},
+    )
+    return run_conversion(request, host or default_host())
+
+
+def verify(artifact: str | Path, source: Any = None, *, weights: str | Path | None = None,
+           host: PluginHost | None = None, **settings: Any) -> list[ArtifactCheck]:
+    """Check an existing artifact again: its files against the manifest's sha256, then
+    its models against the source (by default the one recorded in the manifest)."""
+    return verify_artifact(Path(artifact), source, weights=weights,
+                           host=host or default_host(), **settings)
+
+
+def _describe(model: Any) -> str:
+    if isinstance(model, (str, Path)):
+        return str(model)
+    return f"<{type(model).__module__}.{type(model).__qualname__}>"

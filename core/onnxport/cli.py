@@ -1,0 +1,361 @@
+"""The `onnxport` command line.
+
+Every failure the user can act on is one line on stderr and a documented exit code;
+`--debug` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .errors import BadInput, ExitCode, OnnxportError, VerificationFailed
+from .records import Command, Tolerance
+
+EXIT_CODES = """exit codes:
+  0  success
+  1  internal error (a bug: please report it with --debug output)
+  2  bad input: source, options, data or output directory
+  3  verification failed: the model does not match its source
+  4  export failed: the framework's exporter could not produce a model
+  5  missing dependency: install the extra the message names
+  6  plugin error: a plugin is broken, clashes with another, or raised"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        from .host import default_host
+
+        host = default_host()
+        parser = build_parser(host)
+        args = parser.parse_args(argv)
+        if not hasattr(args, "handler"):
+            parser.print_help()
+            return ExitCode.OK
+        args.argv = argv
+        args.host = host
+        return int(args.handler(args))
+    except OnnxportError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"onnxport: error: {exc.one_line()}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("onnxport: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"onnxport: internal error: {type(exc).__name__}: {exc} "
+              "(run with --debug for the traceback and please report it)", file=sys.stderr)
+        return int(ExitCode.INTERNAL)
+
+
+class _CommandRegistry:
+    def __init__(self, subparsers: Any, taken: set[str]):
+        self.subparsers = subparsers
+        self.taken = taken
+
+    def add(self, command: Command) -> None:
+        if command.name in self.taken:
+            from .errors import PluginError
+            raise PluginError(f"a plugin adds the command '{command.name}', which "
+                              "already exists")
+        self.taken.add(command.name)
+        parser = self.subparsers.add_parser(command.name, help=command.help,
+                                            description=command.help)
+        command.configure(parser)
+        parser.set_defaults(handler=command.run)
+
+
+def build_parser(host) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onnxport",
+        description="Convert PyTorch and Keras models to verified, deployment-ready ONNX.",
+        epilog=EXIT_CODES + "\n\nenvironment: ONNXPORT_PLUGINS restricts the plugins "
+        "loaded (empty: built-ins only); ONNXPORT_TRACE=1 logs every hook call.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"onnxport {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks and the exporters' original errors")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_convert(sub)
+    _add_verify(sub)
+    _add_inspect(sub)
+    _add_plugins(sub)
+    host.call("onnxport_register_commands",
+              cli=_CommandRegistry(sub, {"convert", "verify", "inspect", "plugins"}))
+    return parser
+
+
+# ----------------------------------------------------------------------------- convert
+
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser(
+        "convert", help="convert a model to verified ONNX",
+        description="Convert SOURCE to ONNX, verify it against the source framework, and "
+        "write the artifact to --output only if verification passes.",
+        epilog="SOURCE is a model file (.pt2 ExportedProgram, .pt/.pth with "
+        "--trust-pickle) or a factory package.module:function or path/file.py:function "
+        "that returns the model, (model, example_inputs) or (model, example_inputs, "
+        "output_names).\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR",
+                   help="artifact directory to create (refused if it holds files, "
+                   "unless --overwrite)")
+    p.add_argument("--weights", type=Path, metavar="FILE",
+                   help="state_dict or checkpoint to load into the factory's model "
+                   "(read with torch.load(weights_only=True): no code runs)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow loading a pickled whole model: this EXECUTES CODE from "
+                   "the file; use it only for files you made yourself or fully trust")
+    p.add_argument("--name", help="model name for the file and manifest "
+                   "(default: from the source)")
+    p.add_argument("--backend", help="force a backend instead of picking by source")
+    p.add_argument("--exporter", help="exporter variant of the backend, e.g. dynamo "
+                   "(default) or torchscript for torch")
+    p.add_argument("--opset", type=int, help="ONNX opset to produce (default: the "
+                   "exporter's)")
+    p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",
+                   help="an input's example shape, e.g. sensors:2x20x25 (repeatable); "
+                   "NAME must be an argument of the model's forward()")
+    p.add_argument("--input-names", metavar="A,B", help="rename the ONNX inputs, in order")
+    p.add_argument("--output-names", metavar="A,B", help="name the ONNX outputs, in order")
+    p.add_argument("--static-batch", action="store_true",
+                   help="keep the example's batch size fixed instead of a dynamic axis")
+    p.add_argument("--target", action="append", default=[], metavar="NAME",
+                   help="deployment target (repeatable; default: cpu)")
+    v = p.add_argument_group("verification")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random inputs (0)")
+    v.add_argument("--data", type=Path, metavar="FILE.npz",
+                   help="verify on this data: one array per input name")
+    v.add_argument("--input-range", action="append", default=[], metavar="[NAME=]LOW,HIGH",
+                   help="range of the uniform random inputs (default -1,1; ints 0,10)")
+    v.add_argument("--batch-sizes", metavar="N,M", help="batch sizes to verify a dynamic "
+                   "batch at (default 1,3)")
+    v.add_argument("--atol", type=float, help="absolute tolerance for every output "
+                   "(default: the target's, 1e-5)")
+    v.add_argument("--rtol", type=float, help="relative tolerance for every output "
+                   "(default: the target's, 1e-4)")
+    v.add_argument("--tolerance", action="append", default=[],
+                   metavar="OUTPUT:atol=X,rtol=Y",
+                   help="tolerance for one output (repeatable); also min_cosine=, "
+                   "min_argmax_agreement=")
+    v.add_argument("--latency-runs", type=int, default=20,
+                   help="timed runs per model for the latency figures (0 skips)")
+    v.add_argument("--threads", type=int, help="intra-op threads for every runner")
+    o = p.add_argument_group("output")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace an existing artifact directory")
+    o.add_argument("--keep-failed", action="store_true",
+                   help="keep a candidate that failed verification in DIR.failed")
+    o.add_argument("--json", action="store_true", help="print report.json instead of "
+                   "the table")
+    p.set_defaults(handler=_run_convert)
+
+
+def _run_convert(args) -> int:
+    from .inputs import parse_input_spec, parse_range
+    from .pipeline import ConversionRequest, run_conversion
+    from .progress import TerminalProgress
+    from .sources import source_from_text
+    from .verification import VerificationSettings
+
+    if args.weights is not None and not args.weights.is_file():
+        raise BadInput(f"--weights {args.weights} does not exist")
+    tolerance = None
+    if args.atol is not None or args.rtol is not None:
+        default = Tolerance()
+        tolerance = Tolerance(atol=default.atol if args.atol is None else args.atol,
+                              rtol=default.rtol if args.rtol is None else args.rtol)
+    request_kwargs = dict(
+        output=args.output,
+        name=args.name,
+        backend=args.backend,
+        exporter=args.exporter,
+        opset=args.opset,
+        inputs=tuple(parse_input_spec(s) for s in args.input),
+        input_names=_names(args.input_names),
+        output_names=_names(args.output_names),
+        dynamic_batch=not args.static_batch,
+        targets=tuple(args.target) or ("cpu",),
+        allow_pickle=args.trust_pickle,
+        overwrite=args.overwrite,
+        keep_failed=args.keep_failed,
+        verification=VerificationSettings(
+            seed=args.seed,
+            batch_sizes=_ints(args.batch_sizes, "--batch-sizes"),
+            input_ranges=dict(parse_range(r) for r in args.input_range),
+            data=args.data,
+            tolerance=tolerance,
+            output_tolerances=dict(parse_tolerance(t) for t in args.tolerance),
+            latency_runs=args.latency_runs,
+            threads=args.threads,
+        ),
+        made_by={"command": shlex.join(["onnxport", *args.argv]), "cwd": str(Path.cwd())},
+    )
+    from .artifacts import check_output_dir
+
+    check_output_dir(args.output, args.overwrite)  # before running any user code
+    source = source_from_text(args.source, args.weights)
+    progress = TerminalProgress.attach(args.host)
+    try:
+        result = run_conversion(ConversionRequest(source=source, **request_kwargs),
+                                args.host)
+    except VerificationFailed as exc:
+        if exc.result is not None:
+            _print_result(exc.result, args.json)
+        raise
+    finally:
+        progress.detach()
+    _print_result(result, args.json)
+    return ExitCode.OK
+
+
+def _print_result(result, as_json: bool) -> None:
+    from .summary import conversion_summary
+
+    if as_json:
+        print(json.dumps(result.report, indent=2, default=str))
+    else:
+        print(conversion_summary(result))
+
+
+def parse_tolerance(text: str) -> tuple[str, Tolerance]:
+    output, sep, spec = text.partition(":")
+    fields: dict[str, float] = {}
+    try:
+        for part in spec.split(","):
+            key, _, value = part.partition("=")
+            if key.strip() not in Tolerance.__dataclass_fields__:
+                raise ValueError(key)
+            fields[key.strip()] = float(value)
+    except ValueError as exc:
+        raise BadInput(f"--tolerance {text!r} is not OUTPUT:atol=X,rtol=Y",
+                       "keys: " + ", ".join(Tolerance.__dataclass_fields__)) from exc
+    if not sep or not output:
+        raise BadInput(f"--tolerance {text!r} names no output",
+                       "write it like uncertainties:atol=1e-4,rtol=0")
+    base = Tolerance()
+    return output, Tolerance(**{**base.__dict__, **fields})
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _ints(text: str | None, flag: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError as exc:
+        raise BadInput(f"{flag} {text!r} is not a comma-separated list of integers") \
+            from exc
+    if any(v < 1 for v in values):
+        raise BadInput(f"{flag} {text!r}: batch sizes start at 1")
+    return values
+
+
+# ----------------------------------------------------------------------------- verify
+
+
+def _add_verify(sub) -> None:
+    p = sub.add_parser(
+        "verify", help="check an existing artifact again against its source",
+        description="Check every file of an artifact against its manifest's sha256, then "
+        "re-run the numerical verification against the source recorded in the manifest "
+        "(or --source), with the settings the conversion used.")
+    p.add_argument("artifact", type=Path, metavar="DIR")
+    p.add_argument("--source", help="the source to compare with (default: the manifest's)")
+    p.add_argument("--weights", type=Path, help="weights for the source (default: the "
+                   "manifest's)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_run_verify)
+
+
+def _run_verify(args) -> int:
+    from .api import verify
+    from .summary import artifact_check_summary
+
+    checks = verify(args.artifact, args.source, weights=args.weights, host=args.host)
+    if args.json:
+        print(json.dumps([{
+            "target": c.target, "passed": c.passed, "directory": str(c.directory),
+            "integrity_problems": c.integrity_problems,
+            "verification": c.verification.to_dict() if c.verification else None,
+        } for c in checks], indent=2, default=str))
+    else:
+        print(artifact_check_summary(checks))
+    if all(c.passed for c in checks):
+        return ExitCode.OK
+    failing = next(c for c in checks if not c.passed)
+    reason = ("files do not match the manifest" if failing.integrity_problems
+              else failing.verification.problem)
+    print(f"onnxport: error: verification failed for target {failing.target}: {reason}",
+          file=sys.stderr)
+    return ExitCode.VERIFICATION_FAILED
+
+
+# ----------------------------------------------------------------------------- inspect
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="show an ONNX model's interface and contents",
+                       description="Print inputs, outputs, opset, IR version, producer, "
+                       "op histogram, parameter count and size of an .onnx file (or of "
+                       "each model in an artifact directory).")
+    p.add_argument("model", type=Path, metavar="MODEL.onnx|DIR")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_run_inspect)
+
+
+def _run_inspect(args) -> int:
+    from .modelinfo import read_model_info
+    from .reverify import find_manifests
+    from .summary import model_summary
+
+    path: Path = args.model
+    if not path.exists():
+        raise BadInput(f"{path} does not exist")
+    if path.is_dir():
+        paths = [m.parent / json.loads(m.read_text())["model"]
+                 for m in find_manifests(path)]
+    else:
+        paths = [path]
+    infos = [read_model_info(p) for p in paths]
+    if args.json:
+        data = [i.to_dict() for i in infos]
+        print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
+    else:
+        print("\n\n".join(model_summary(i) for i in infos))
+    return ExitCode.OK
+
+
+# ----------------------------------------------------------------------------- plugins
+
+
+def _add_plugins(sub) -> None:
+    p = sub.add_parser("plugins", help="list plugins and what they provide",
+                       description="List every loaded plugin with its version and hooks, "
+                       "then every backend, runner, target and pass with its state.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_run_plugins)
+
+
+def _run_plugins(args) -> int:
+    from .plugin_listing import plugin_listing, plugin_table
+
+    listing = plugin_listing(args.host)
+    print(json.dumps(listing, indent=2) if args.json else plugin_table(listing))
+    return ExitCode.OK

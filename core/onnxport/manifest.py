@@ -1,0 +1,127 @@
+"""The two JSON documents of an artifact: each target's manifest.json (what the model is,
+where it came from, how it was checked) and the run's report.json (every stage of every
+target, with timings and the environment)."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .artifacts import describe_files, sha256_of
+from .environment import machine, versions
+
+if TYPE_CHECKING:
+    from .pipeline import ConversionRequest, StageResult, TargetArtifact
+    from .records import Backend, ExportResult, LoadedModel, Target
+
+MANIFEST_FORMAT = "onnxport-artifact/1"
+REPORT_FORMAT = "onnxport-report/1"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def describe_source(request: ConversionRequest, loaded: LoadedModel,
+                    exported: ExportResult) -> dict[str, Any]:
+    weights = request.source.weights
+    return {
+        "origin": request.source.origin,
+        "kind": request.source.kind,
+        "weights": None if weights is None else {
+            "path": str(weights), "sha256": sha256_of(Path(weights))},
+        "framework": loaded.framework,
+        "framework_version": loaded.framework_version,
+        "backend": loaded.backend,
+        "description": loaded.description,
+        "exporter": exported.exporter,
+        "details": loaded.details,
+    }
+
+
+def build_manifest(request: ConversionRequest, target: Target, directory: Path,
+                   model_path: Path, stages: list[StageResult], loaded: LoadedModel,
+                   exported: ExportResult) -> dict[str, Any]:
+    final = stages[-1]
+    info = final.info
+    files = [model_path.name, *info.external_data]
+    return {
+        "format": MANIFEST_FORMAT,
+        "name": model_path.stem,
+        "created": _now(),
+        "model": model_path.name,
+        "files": describe_files(directory, files),
+        "target": {
+            "name": target.name,
+            "description": target.description,
+            "runner": target.runner,
+            "providers": list(target.providers),
+            "graph_optimization_level": target.graph_optimization_level,
+        },
+        "onnx": {
+            "opset": info.opset,
+            "opsets": info.opsets,
+            "ir_version": info.ir_version,
+            "producer": info.producer,
+            "inputs": [asdict(t) for t in info.inputs],
+            "outputs": [asdict(t) for t in info.outputs],
+            "parameter_count": info.parameter_count,
+            "node_count": info.node_count,
+            "dynamic_batch": request.dynamic_batch,
+        },
+        "source": describe_source(request, loaded, exported),
+        "passes": [{"name": s.stage, "settings": s.settings} for s in stages[1:]],
+        "versions": versions(),
+        "made_by": request.made_by,
+        "verification": final.verification.to_dict(),
+    }
+
+
+def build_report(request: ConversionRequest, name: str, backend: Backend,
+                 loaded: LoadedModel, exported: ExportResult,
+                 artifacts: list[TargetArtifact], timings: dict[str, float],
+                 passed: bool) -> dict[str, Any]:
+    settings = request.verification
+    return {
+        "format": REPORT_FORMAT,
+        "name": name,
+        "created": _now(),
+        "status": "passed" if passed else "failed",
+        "source": describe_source(request, loaded, exported),
+        "export": {"backend": backend.name, "exporter": exported.exporter,
+                   "opset": exported.opset, "warnings": exported.warnings,
+                   "details": exported.details},
+        "verification_settings": {
+            "seed": settings.seed,
+            "batch_sizes": settings.batch_sizes,
+            "input_ranges": dict(settings.input_ranges),
+            "data": None if settings.data is None else str(settings.data),
+            "tolerance": None if settings.tolerance is None else asdict(settings.tolerance),
+            "output_tolerances": {k: asdict(v)
+                                  for k, v in settings.output_tolerances.items()},
+            "latency_runs": settings.latency_runs,
+            "rule": "|onnx - source| <= atol + rtol * |source| for every element of every "
+                    "output, at every batch checked",
+        },
+        "targets": {
+            a.target.name: {
+                "status": "passed" if a.passed else "failed",
+                "directory": a.target.name,
+                "model": f"{a.target.name}/{a.model_path.name}",
+                "stages": [{
+                    "stage": s.stage,
+                    "settings": s.settings,
+                    "size_bytes": s.info.size_bytes,
+                    "node_count": s.info.node_count,
+                    "op_histogram": s.info.op_histogram,
+                    "verification": s.verification.to_dict(),
+                } for s in a.stages],
+            } for a in artifacts
+        },
+        "timings_s": timings,
+        "made_by": request.made_by,
+        "versions": versions(),
+        "machine": machine(),
+    }

@@ -1,0 +1,116 @@
+"""Facts about an ONNX file: what `onnxport inspect` prints and the manifest records."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import BadInput, MissingDependency
+
+# onnx.TensorProto element types -> numpy dtype names
+_DTYPES = {
+    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
+    9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16",
+}
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: list[int | str | None]  # str: a symbolic dimension such as "batch"
+    dtype: str
+
+    def describe(self) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype}[{dims}]"
+
+
+@dataclass
+class ModelInfo:
+    path: str
+    size_bytes: int  # the .onnx file plus its external data files
+    ir_version: int
+    opsets: dict[str, int]  # domain ("" is ai.onnx) -> version
+    producer: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    node_count: int
+    op_histogram: dict[str, int]
+    parameter_count: int
+    external_data: list[str] = field(default_factory=list)
+
+    @property
+    def opset(self) -> int:
+        return self.opsets.get("", self.opsets.get("ai.onnx", 0))
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["opset"] = self.opset
+        return data
+
+
+def import_onnx():
+    try:
+        import onnx
+    except ImportError as exc:
+        raise MissingDependency("onnx", "onnx", "reading ONNX files") from exc
+    return onnx
+
+
+def read_model_info(path: Path) -> ModelInfo:
+    """Read the graph's interface and statistics without loading external weights."""
+    onnx = import_onnx()
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path} does not exist or is not a file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise BadInput(f"{path} is not a readable ONNX model ({type(exc).__name__})",
+                       "check that the file is complete and really is .onnx") from exc
+    graph = model.graph
+    initializer_names = {init.name for init in graph.initializer}
+    external = sorted({
+        entry.value for init in graph.initializer for entry in init.external_data
+        if entry.key == "location"
+    })
+    size = path.stat().st_size + sum(
+        (path.parent / name).stat().st_size for name in external
+        if (path.parent / name).is_file()
+    )
+    ops = Counter(node.op_type if node.domain in ("", "ai.onnx") else
+                  f"{node.domain}.{node.op_type}" for node in graph.node)
+    params = 0
+    for init in graph.initializer:
+        count = 1
+        for dim in init.dims:
+            count *= dim
+        params += count
+    return ModelInfo(
+        path=str(path),
+        size_bytes=size,
+        ir_version=model.ir_version,
+        opsets={op.domain: op.version for op in model.opset_import},
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        inputs=[_tensor_info(v) for v in graph.input if v.name not in initializer_names],
+        outputs=[_tensor_info(v) for v in graph.output],
+        node_count=len(graph.node),
+        op_histogram=dict(ops.most_common()),
+        parameter_count=params,
+        external_data=external,
+    )
+
+
+def _tensor_info(value) -> TensorInfo:
+    tensor_type = value.type.tensor_type
+    shape: list[int | str | None] = []
+    for dim in tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            shape.append(dim.dim_value)
+        elif dim.HasField("dim_param"):
+            shape.append(dim.dim_param)
+        else:
+            shape.append(None)
+    dtype = _DTYPES.get(tensor_type.elem_type, f"type{tensor_type.elem_type}")
+    return TensorInfo(name=value.name, shape=shape, dtype=dtype)

@@ -1,0 +1,298 @@
+"""The conversion flow: load once, export once, then per target copy, post-process,
+verify against the source framework, and write the artifact only if it all passed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .artifacts import REPORT, Staging, check_output_dir, write_json
+from .errors import BadInput, ExportFailed, OnnxportError, VerificationFailed
+from .host import PluginHost
+from .manifest import build_manifest, build_report
+from .modelinfo import ModelInfo, read_model_info
+from .records import (Backend, ExportRequest, ExportResult, InputSpec, LoadedModel,
+                      LoadRequest, RunOptions, Source, StageEvent, Target)
+from .sources import pick_backend
+from .verification import Reference, Verification, VerificationSettings, verify_candidate
+
+
+@dataclass
+class ConversionRequest:
+    """Everything `onnxport convert` and `onnxport.convert()` accept, in one place."""
+
+    source: Source
+    output: Path
+    name: str | None = None
+    backend: str | None = None
+    exporter: str | None = None
+    opset: int | None = None
+    inputs: tuple[InputSpec, ...] = ()
+    input_names: tuple[str, ...] | None = None
+    output_names: tuple[str, ...] | None = None
+    dynamic_batch: bool = True
+    targets: tuple[str, ...] = ("cpu",)
+    allow_pickle: bool = False
+    overwrite: bool = False
+    keep_failed: bool = False
+    verification: VerificationSettings = field(default_factory=VerificationSettings)
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    made_by: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageResult:
+    """One model a target's pipeline produced (the export, then each pass's output)."""
+
+    stage: str
+    path: Path
+    info: ModelInfo
+    verification: Verification
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TargetArtifact:
+    target: Target
+    directory: Path
+    model_path: Path
+    stages: list[StageResult]
+    manifest: dict[str, Any]
+
+    @property
+    def verification(self) -> Verification:
+        return self.stages[-1].verification
+
+    @property
+    def passed(self) -> bool:
+        return self.verification.passed
+
+
+@dataclass
+class ConversionResult:
+    """What a conversion produced; `output` is None when nothing was written."""
+
+    name: str
+    passed: bool
+    output: Path | None
+    loaded: LoadedModel
+    exported: ExportResult
+    artifacts: list[TargetArtifact]
+    report: dict[str, Any]
+    timings: dict[str, float]
+
+    @property
+    def model_path(self) -> Path:
+        """The model file of the first target (the only one, in the common case)."""
+        return self.artifacts[0].model_path
+
+    def artifact(self, target: str) -> TargetArtifact:
+        return next(a for a in self.artifacts if a.target.name == target)
+
+
+def run_conversion(request: ConversionRequest, host: PluginHost) -> ConversionResult:
+    started = time.perf_counter()
+    output = Path(request.output)
+    check_output_dir(output, request.overwrite)
+    targets = [host.get("target", name) for name in dict.fromkeys(request.targets)]
+    backend = pick_backend(host, request.source, request.backend)
+    exporter, opset = _check_export_choice(backend, targets, request)
+    timings: dict[str, float] = {}
+    staging = Staging(output)
+    work = staging.path / ".work"
+    work.mkdir()
+    try:
+        with _stage(host, "load", None, timings):
+            loaded = _load(backend, request)
+        name = request.name or default_name(request.source, loaded)
+        with _stage(host, "export", None, timings):
+            exported = _export(backend, loaded, ExportRequest(
+                output_path=work / f"{_safe(name)}.onnx", opset=opset, exporter=exporter,
+                dynamic_batch=request.dynamic_batch, options=request.backend_options))
+        base_info = read_model_info(exported.path)
+        source_runner = host.get("runner", backend.runner)
+        source_session = source_runner.open(
+            loaded, RunOptions(threads=request.verification.threads))
+        try:
+            reference = Reference(source_session, base_info, loaded.example_inputs,
+                                  request.dynamic_batch, request.verification)
+            artifacts = [
+                _build_target(host, target, staging.path, exported, loaded, reference,
+                              request, timings)
+                for target in targets
+            ]
+        finally:
+            source_session.close()
+        shutil.rmtree(work)
+        timings["total"] = time.perf_counter() - started
+        passed = all(a.passed for a in artifacts)
+        report = build_report(request, name, backend, loaded, exported, artifacts, timings,
+                              passed)
+        write_json(staging.path / REPORT, report)
+    except BaseException:
+        staging.discard()
+        raise
+    result = ConversionResult(name=name, passed=passed, output=None, loaded=loaded,
+                              exported=exported, artifacts=artifacts, report=report,
+                              timings=timings)
+    if passed:
+        result.output = staging.commit()
+        _relocate(result, staging.path, result.output)
+        return result
+    kept = staging.discard(keep_as=_failed_dir(output) if request.keep_failed else None)
+    if kept is not None:
+        result.output = kept
+        _relocate(result, staging.path, kept)
+    failing = next(a for a in artifacts if not a.passed)
+    raise VerificationFailed(
+        f"verification failed for target {failing.target.name}: "
+        f"{failing.verification.problem}",
+        (f"the candidate is kept in {kept}" if kept else
+         f"nothing was written to {output}; pass --keep-failed to keep the candidate"),
+        result=result)
+
+
+def _check_export_choice(backend: Backend, targets: list[Target],
+                         request: ConversionRequest) -> tuple[str | None, int | None]:
+    """Refuse, before loading anything, an exporter or opset that cannot be produced."""
+    exporter = request.exporter
+    if exporter is not None and backend.exporters and exporter not in backend.exporters:
+        raise BadInput(f"backend '{backend.name}' has no exporter '{exporter}'",
+                       f"choose one of: {', '.join(backend.exporters)}")
+    chosen = exporter or (backend.exporters[0] if backend.exporters else None)
+    low, high = backend.opsets.get(chosen or "", (None, None))
+    for target in targets:
+        if target.opset_min is not None:
+            low = max(low or 0, target.opset_min)
+        if target.opset_max is not None:
+            high = min(high, target.opset_max) if high else target.opset_max
+    opset = request.opset
+    if opset is not None and ((low and opset < low) or (high and opset > high)):
+        raise BadInput(
+            f"opset {opset} cannot be produced by the {backend.name} backend's "
+            f"{chosen or 'exporter'}" + (f" for target(s) {', '.join(t.name for t in targets)}"
+                                         if any(t.opset_min or t.opset_max for t in targets)
+                                         else ""),
+            f"choose an opset from {low} to {high}" +
+            (" (or --exporter torchscript for older opsets)"
+             if chosen == "dynamo" and low and opset < low else ""))
+    if low and high and low > high:
+        raise BadInput(f"the targets' opset bounds ({low} to {high}) leave no opset the "
+                       f"{chosen} exporter can produce", "convert those targets separately")
+    return exporter, opset
+
+
+def _load(backend: Backend, request: ConversionRequest) -> LoadedModel:
+    try:
+        return backend.load(LoadRequest(
+            source=request.source, inputs=request.inputs, input_names=request.input_names,
+            output_names=request.output_names or request.source.output_names,
+            dynamic_batch=request.dynamic_batch, allow_pickle=request.allow_pickle,
+            options=request.backend_options))
+    except OnnxportError:
+        raise
+    except Exception as exc:
+        raise BadInput(f"the {backend.name} backend could not load "
+                       f"{request.source.origin}: {type(exc).__name__}: {exc}") from exc
+
+
+def _export(backend: Backend, loaded: LoadedModel, export: ExportRequest) -> ExportResult:
+    try:
+        result = backend.export(loaded, export)
+    except OnnxportError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ExportFailed(f"the {backend.name} backend failed to export: "
+                           f"{type(exc).__name__}: {first}",
+                           "run with --debug for the full error") from exc
+    if not Path(result.path).is_file() or Path(result.path).stat().st_size == 0:
+        raise ExportFailed(f"the {backend.name} backend reported success but wrote no "
+                           f"model at {result.path}")
+    return result
+
+
+def _build_target(host: PluginHost, target: Target, root: Path, exported: ExportResult,
+                  loaded: LoadedModel, reference: Reference, request: ConversionRequest,
+                  timings: dict[str, float]) -> TargetArtifact:
+    directory = root / target.name
+    directory.mkdir()
+    model_path = directory / exported.path.name
+    shutil.copy2(exported.path, model_path)
+    for side_file in exported.files:
+        shutil.copy2(side_file, directory / Path(side_file).name)
+    runner = host.get("runner", target.runner)
+    run_options = RunOptions(providers=target.providers,
+                             provider_options=target.provider_options,
+                             threads=request.verification.threads,
+                             graph_optimization_level=target.graph_optimization_level)
+    with _stage(host, "verify", target.name, timings) as note:
+        verification = verify_candidate(
+            model_path, reference, runner, run_options, loaded.input_names,
+            loaded.output_names, request.dynamic_batch,
+            lambda output: request.verification.tolerance_for(output, target.tolerance))
+        note["status"] = "ok" if verification.passed else "failed"
+        note["detail"] = verification.problem or _max_abs_text(verification)
+    stages = [StageResult("export", model_path, read_model_info(model_path), verification,
+                          {"exporter": exported.exporter, "opset": exported.opset})]
+    manifest = build_manifest(request, target, directory, model_path, stages, loaded,
+                              exported)
+    write_json(directory / "manifest.json", manifest)
+    return TargetArtifact(target, directory, model_path, stages, manifest)
+
+
+@contextmanager
+def _stage(host: PluginHost, stage: str, target: str | None,
+           timings: dict[str, float]) -> Iterator[dict[str, str]]:
+    host.call("onnxport_stage_started", event=StageEvent(stage, target, "started"))
+    note = {"status": "ok", "detail": ""}
+    started = time.perf_counter()
+    try:
+        yield note
+    except BaseException as exc:
+        note["status"], note["detail"] = "failed", str(exc).splitlines()[0] if str(exc) else ""
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        key = stage if target is None else f"{stage}:{target}"
+        timings[key] = timings.get(key, 0.0) + seconds
+        host.call("onnxport_stage_finished", event=StageEvent(
+            stage, target, note["status"], seconds, note["detail"]))
+
+
+def default_name(source: Source, loaded: LoadedModel) -> str:
+    origin = source.origin
+    if source.kind == "path":
+        return _safe(Path(origin).stem)
+    module, sep, _ = origin.rpartition(":")
+    if sep and module:
+        return _safe(Path(module).stem if module.endswith(".py") else
+                     module.rsplit(".", 1)[-1])
+    return _safe(type(loaded.model).__name__.lower())
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+
+
+def _max_abs_text(verification: Verification) -> str:
+    worst = verification.max_abs
+    return "" if worst is None else f"max abs error {worst:.2e}"
+
+
+def _failed_dir(output: Path) -> Path:
+    return output.with_name(output.name + ".failed")
+
+
+def _relocate(result: ConversionResult, old_root: Path, new_root: Path) -> None:
+    """Point the result's paths at where the artifact ended up after the move."""
+    for artifact in result.artifacts:
+        artifact.directory = new_root / artifact.directory.relative_to(old_root)
+        artifact.model_path = new_root / artifact.model_path.relative_to(old_root)
+        for stage in artifact.stages:
+            stage.path = new_root / stage.path.relative_to(old_root)

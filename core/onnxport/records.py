@@ -1,0 +1,298 @@
+"""The typed records that cross the hook boundary between the core and plugins.
+
+Plugins build `Backend`, `Runner`, `Target` and `Pass` records and hand them to the
+core through the `register` callables of the registration hooks; the core hands
+plugins `Source`, `LoadRequest`, `ExportRequest` and `PassContext` records. Nothing
+here imports a framework or onnx: these are plain dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class Source:
+    """What the user asked to convert, before any backend has looked at it.
+
+    `kind` is "object" (a Python object: a model, or whatever a factory returned) or
+    "path" (a file or directory on disk). `origin` is how the user named it (a path,
+    a `module:function` factory, or a repr for objects) and goes into the manifest so
+    that `onnxport verify` can load it again. A factory's `(model, example_inputs,
+    output_names)` arrive unpacked in `value`, `example_inputs` and `output_names`.
+    """
+
+    kind: str
+    value: Any
+    origin: str
+    weights: Path | None = None
+    example_inputs: Any = None  # as the user gave them: tensors, arrays, a tuple or a dict
+    output_names: tuple[str, ...] | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.value) if self.kind == "path" else None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A user's statement about one model input: `--input NAME:SHAPE[:DTYPE]`."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Everything a backend's `load` needs besides the source itself."""
+
+    source: Source
+    inputs: tuple[InputSpec, ...] = ()
+    input_names: tuple[str, ...] | None = None  # renames, positional
+    output_names: tuple[str, ...] | None = None
+    example_batch: int = 2
+    dynamic_batch: bool = True
+    allow_pickle: bool = False  # opt-in to code-executing deserialisation
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedModel:
+    """A source model a backend has loaded and can export and run.
+
+    `input_names` and `output_names` are final: the ONNX graph will carry exactly these,
+    in this order, and the source runner answers by them. `example_inputs` holds one
+    numpy array per input (the shapes the export traces with).
+    """
+
+    backend: str
+    framework: str
+    framework_version: str
+    model: Any
+    input_names: list[str]
+    output_names: list[str]
+    example_inputs: dict[str, Any]
+    description: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """How to export: the backend fills in defaults it documents for None fields."""
+
+    output_path: Path
+    opset: int | None = None
+    exporter: str | None = None  # a backend-specific variant, e.g. "dynamo"
+    dynamic_batch: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportResult:
+    """What a backend's `export` wrote: the main file plus any side files it needs."""
+
+    path: Path
+    exporter: str
+    opset: int
+    files: list[Path] = field(default_factory=list)  # side files (external data), if any
+    warnings: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- runners
+
+
+class RunSession(Protocol):
+    """An open model that maps input arrays by name to output arrays by name."""
+
+    input_names: list[str]
+    output_names: list[str]
+    providers: list[str]  # what really executes, e.g. ["CPUExecutionProvider"]
+
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: providers in priority order (ONNX runners) and thread count."""
+
+    providers: tuple[str, ...] = ()
+    provider_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    threads: int | None = None
+    graph_optimization_level: str = "all"
+
+
+# --------------------------------------------------------------------------- registrations
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a plugin needs before it can work, checked without importing anything.
+
+    `modules` are import names looked up with `importlib.util.find_spec`; `extra` is the
+    onnxport extra that installs them. A missing module disables the record with a
+    reason that says how to install it.
+    """
+
+    modules: tuple[str, ...] = ()
+    extra: str | None = None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A converter from one framework's models to ONNX.
+
+    `can_load(source)` must be cheap and must not import the framework (look at
+    suffixes and type names); the core asks every enabled backend in turn and uses the
+    first that says yes. `load` and `export` may import the framework.
+    """
+
+    name: str
+    description: str
+    accepts: str  # for people: what sources it loads, e.g. "nn.Module, .pt2"
+    can_load: Callable[[Source], bool]
+    load: Callable[[LoadRequest], LoadedModel]
+    export: Callable[[LoadedModel, ExportRequest], ExportResult]
+    runner: str  # the Runner that executes the source model for verification
+    exporters: tuple[str, ...] = ()  # variants; the first is the default
+    opsets: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # per exporter
+    requires: Requirements = Requirements()
+    enabled: bool = True
+    disabled_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Executes a model for verification and benchmarking.
+
+    `open(model, options)` receives a `LoadedModel` (source runners) or the path of an
+    .onnx file (ONNX runners) and returns a `RunSession`.
+    """
+
+    name: str
+    description: str
+    open: Callable[[Any, RunOptions], RunSession]
+    requires: Requirements = Requirements()
+    enabled: bool = True
+    disabled_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """When an output counts as equal to the source's.
+
+    The rule, per element: |onnx - source| <= atol + rtol * |source| (numpy.isclose
+    with the source as reference), NaN only where the source has NaN, same shape. The
+    optional floors are checked too when set: cosine similarity over the whole output,
+    and argmax agreement over the last axis (for classifier outputs).
+    """
+
+    atol: float = 1e-5
+    rtol: float = 1e-4
+    min_cosine: float | None = None
+    min_argmax_agreement: float | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A place a model will run: how to post-process and run it there.
+
+    `providers` are onnxruntime execution providers in priority order;
+    `allow_fallback` says whether running on a later one (CPU) is a warning or an error.
+    `passes` names the passes to apply, in order. `tolerance` is the fp32 budget every
+    stage's output is held to, unless the user overrides it.
+    """
+
+    name: str
+    description: str
+    runner: str = "onnxruntime"
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    provider_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    allow_fallback: bool = True
+    passes: tuple[str, ...] = ()
+    opset_min: int | None = None
+    opset_max: int | None = None
+    graph_optimization_level: str = "all"
+    tolerance: Tolerance = Tolerance()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PassContext:
+    """What a pass gets: the model to transform and where to write the result."""
+
+    input_path: Path
+    output_path: Path
+    target: Target
+    options: Mapping[str, Any]
+    work_dir: Path
+
+
+@dataclass
+class PassOutcome:
+    """What a pass did. `applied=False` keeps the previous model (with `reason`)."""
+
+    applied: bool
+    path: Path | None = None
+    reason: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """A post-processing step on an ONNX file, applied per target.
+
+    `order` sorts passes when a target does not list them (lower first). `optional`
+    passes that fail keep the previous model and record a warning; a required pass that
+    fails fails the run.
+    """
+
+    name: str
+    description: str
+    run: Callable[[PassContext], PassOutcome]
+    order: int = 100
+    applies: Callable[[Target], bool] = lambda target: True
+    optional: bool = False
+    requires: Requirements = Requirements()
+    enabled: bool = True
+    disabled_reason: str = ""
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """A step of a conversion starting or finishing, for observers.
+
+    `status` is "started", then "ok", "failed", "skipped" or "warning".
+    """
+
+    stage: str  # "load", "export", "verify", or a pass name
+    target: str | None
+    status: str
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class Command:
+    """A CLI subcommand a plugin adds: `configure(parser)` then `run(args) -> exit code`."""
+
+    name: str
+    help: str
+    configure: Callable[[Any], None]
+    run: Callable[[Any], int]
+
+
+class CommandRegistry(Protocol):
+    def add(self, command: Command) -> None: ...
+

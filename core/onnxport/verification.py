@@ -1,0 +1,268 @@
+"""The one verification stage every produced model goes through.
+
+A candidate passes when it is a valid ONNX model (full checker), has exactly the
+interface the user asked for (input and output names, a dynamic batch axis if asked),
+opens in its target's runner, and every output matches the *source framework's* output
+on the same inputs within tolerance, at every batch size checked (two when the batch
+axis is dynamic, so a batch frozen by the exporter is caught). Latency is measured on
+the way, for the report; it never decides.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .inputs import describe_inputs, load_npz, random_inputs
+from .metrics import OutputComparison, compare_output
+from .modelinfo import ModelInfo, import_onnx, read_model_info
+from .records import RunOptions, RunSession, Runner, Tolerance
+
+DEFAULT_DYNAMIC_BATCHES = (1, 3)
+
+
+@dataclass
+class VerificationSettings:
+    """What to feed and how strict to be; every field has a documented default."""
+
+    seed: int = 0
+    batch_sizes: tuple[int, ...] | None = None  # None: (1, 3) if dynamic
+    input_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    data: Path | None = None  # an .npz with one array per input
+    tolerance: Tolerance | None = None  # None: the target's
+    output_tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    latency_runs: int = 20
+    threads: int | None = None
+
+    def tolerance_for(self, output: str, default: Tolerance) -> Tolerance:
+        return self.output_tolerances.get(output) or self.tolerance or default
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class BatchResult:
+    label: str  # "batch 1", "batch 3", or "data" for user data
+    inputs: dict[str, dict]
+    outputs: list[OutputComparison]
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+
+@dataclass
+class Verification:
+    passed: bool
+    checks: list[Check]
+    batches: list[BatchResult]
+    latency_ms: dict[str, Any]
+    providers: list[str]
+    problem: str = ""
+
+    @property
+    def max_abs(self) -> float | None:
+        values = [o.max_abs for b in self.batches for o in b.outputs]
+        return max(values) if values else None
+
+    def worst_by_output(self) -> dict[str, OutputComparison]:
+        """Each output's comparison at the batch where its max abs error is largest."""
+        worst: dict[str, OutputComparison] = {}
+        for batch in self.batches:
+            for out in batch.outputs:
+                current = worst.get(out.name)
+                if current is None or not out.passed or (
+                        current.passed and out.max_abs > current.max_abs):
+                    worst[out.name] = out
+        return worst
+
+    def to_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "problem": self.problem,
+            "max_abs": self.max_abs,
+            "checks": [asdict(c) for c in self.checks],
+            "batches": [{"label": b.label, "passed": b.passed, "inputs": b.inputs,
+                         "outputs": [o.to_dict() for o in b.outputs]} for b in self.batches],
+            "latency_ms": self.latency_ms,
+            "providers": self.providers,
+        }
+
+
+class Reference:
+    """The source framework's outputs, computed once per batch and shared by every
+    candidate of the run, so each stage's error is measured against the same answers."""
+
+    def __init__(self, session: RunSession, base: ModelInfo,
+                 example_inputs: Mapping[str, Any], dynamic_batch: bool,
+                 settings: VerificationSettings):
+        self.session = session
+        self.base = base
+        self.settings = settings
+        self.example_shapes = {k: tuple(np.shape(v)) for k, v in example_inputs.items()}
+        self._inputs: dict[str, dict[str, np.ndarray]] = {}
+        self._outputs: dict[str, dict[str, np.ndarray]] = {}
+        self._build_inputs(dynamic_batch)
+        self.latency_ms: float | None = None
+
+    def _build_inputs(self, dynamic_batch: bool) -> None:
+        s = self.settings
+        if s.data is not None:
+            data = load_npz(s.data, self.base.inputs)
+            self._inputs["data"] = data
+            first = next(iter(data.values()))
+            if dynamic_batch and first.ndim and first.shape[0] > 1:
+                self._inputs["data[:1]"] = {k: v[:1] for k, v in data.items()}
+            return
+        batches: tuple[int | None, ...]
+        if dynamic_batch:
+            batches = s.batch_sizes or DEFAULT_DYNAMIC_BATCHES
+        else:
+            batches = (None,)
+        for batch in batches:
+            feeds = random_inputs(self.base.inputs, batch, s.seed, self.example_shapes,
+                                  s.input_ranges)
+            label = f"batch {next(iter(feeds.values())).shape[0]}" if feeds else "batch"
+            self._inputs[label] = feeds
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._inputs)
+
+    def inputs(self, label: str) -> dict[str, np.ndarray]:
+        return self._inputs[label]
+
+    def outputs(self, label: str) -> dict[str, np.ndarray]:
+        if label not in self._outputs:
+            self._outputs[label] = self.session.run(self._inputs[label])
+        return self._outputs[label]
+
+    def source_latency(self) -> float | None:
+        if self.latency_ms is None and self.settings.latency_runs > 0:
+            self.latency_ms = median_latency_ms(
+                self.session, self.inputs(self.labels[0]), self.settings.latency_runs)
+        return self.latency_ms
+
+
+def median_latency_ms(session: RunSession, feeds: Mapping[str, Any], runs: int,
+                      warmup: int = 3) -> float:
+    for _ in range(warmup):
+        session.run(feeds)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        session.run(feeds)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def verify_candidate(
+    path: Path,
+    reference: Reference,
+    runner: Runner,
+    run_options: RunOptions,
+    expected_inputs: list[str],
+    expected_outputs: list[str],
+    dynamic_batch: bool,
+    tolerance_for: Callable[[str], Tolerance],
+) -> Verification:
+    """Run every structural and numerical check on one candidate model."""
+    checks: list[Check] = []
+    _structural_checks(path, expected_inputs, expected_outputs, dynamic_batch,
+                              checks)
+    if not all(c.passed for c in checks):
+        return _failed(checks)
+    try:
+        session = runner.open(path, run_options)
+    except Exception as exc:
+        checks.append(Check("session", False,
+                            f"{runner.name} cannot open the model: {_first_line(exc)}"))
+        return _failed(checks)
+    checks.append(Check("session", True, f"opened with {', '.join(session.providers)}"))
+    try:
+        batches = []
+        for label in reference.labels:
+            feeds = reference.inputs(label)
+            expected = reference.outputs(label)
+            try:
+                actual = session.run(feeds)
+            except Exception as exc:
+                checks.append(Check("run", False, f"{label}: {_first_line(exc)}"))
+                return _failed(checks, batches)
+            batches.append(BatchResult(
+                label=label, inputs=describe_inputs(feeds),
+                outputs=[compare_output(name, actual.get(name), expected[name],
+                                        tolerance_for(name))
+                         for name in expected_outputs]))
+        latency = {}
+        if reference.settings.latency_runs > 0:
+            feeds = reference.inputs(reference.labels[0])
+            latency = {
+                "inputs": reference.labels[0],
+                "runs": reference.settings.latency_runs,
+                "source": reference.source_latency(),
+                "onnx": median_latency_ms(session, feeds, reference.settings.latency_runs),
+            }
+        providers = list(session.providers)
+    finally:
+        session.close()
+    failing = [f"{b.label} {o.name}: {o.problem}" for b in batches for o in b.outputs
+               if not o.passed]
+    return Verification(passed=not failing, checks=checks, batches=batches,
+                        latency_ms=latency, providers=providers,
+                        problem=failing[0] if failing else "")
+
+
+def _structural_checks(path: Path, expected_inputs: list[str], expected_outputs: list[str],
+                       dynamic_batch: bool, checks: list[Check]) -> None:
+    onnx = import_onnx()
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+        checks.append(Check("onnx.checker", True, "full check passed"))
+    except Exception as exc:
+        checks.append(Check("onnx.checker", False, _first_line(exc)))
+        return
+    info = read_model_info(path)
+    missing = [f for f in info.external_data if not (path.parent / f).is_file()]
+    checks.append(Check("files", not missing,
+                        f"missing external data: {', '.join(missing)}" if missing else
+                        ("self-contained" if not info.external_data else
+                         f"external data beside it: {', '.join(info.external_data)}")))
+    got_in = [t.name for t in info.inputs]
+    got_out = [t.name for t in info.outputs]
+    names_ok = got_in == list(expected_inputs) and got_out == list(expected_outputs)
+    checks.append(Check(
+        "names", names_ok,
+        f"inputs {got_in}, outputs {got_out}" if names_ok else
+        f"expected inputs {list(expected_inputs)} and outputs {list(expected_outputs)}, "
+        f"the model has inputs {got_in} and outputs {got_out}"))
+    if dynamic_batch:
+        fixed = [f"{t.name} (batch fixed at {t.shape[0]})" for t in info.inputs + info.outputs
+                 if t.shape and isinstance(t.shape[0], int)]
+        checks.append(Check(
+            "dynamic batch", not fixed,
+            "the first axis of every input and output is symbolic" if not fixed else
+            "the exporter froze the batch dimension of " + ", ".join(fixed) +
+            "; make the model use x.shape[0] (or -1 in reshape) instead of a constant, "
+            "or convert with --static-batch"))
+
+
+def _failed(checks: list[Check], batches: list[BatchResult] | None = None) -> Verification:
+    problem = next(f"{c.name}: {c.detail}" for c in checks if not c.passed)
+    return Verification(passed=False, checks=checks, batches=batches or [], latency_ms={},
+                        providers=[], problem=problem)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()

@@ -1,0 +1,311 @@
+"""Loading a PyTorch source safely and settling its input and output names.
+
+Files are read with `torch.load(weights_only=True)`, which refuses to run code; a
+pickled whole model needs the user's explicit `--trust-pickle`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from onnxport.errors import BadInput
+from onnxport.records import InputSpec, LoadedModel, LoadRequest
+
+from .outputs import flatten_outputs, output_keys
+
+_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+
+
+def load(request: LoadRequest) -> LoadedModel:
+    source = request.source
+    if source.kind == "path":
+        path = source.path
+        if path.suffix.lower() == ".pt2":
+            model = _load_exported_program(path)
+        else:
+            model = _load_pickled_model(path, request.allow_pickle)
+    else:
+        model = source.value
+    example = source.example_inputs
+    if isinstance(model, torch.export.ExportedProgram):
+        if source.weights is not None:
+            raise BadInput("--weights does not apply to a .pt2 ExportedProgram, which "
+                           "carries its own weights")
+        if example is None and not request.inputs:
+            args, kwargs = model.example_inputs or ((), {})
+            example = {**dict(zip(_program_input_names(model), args)), **kwargs}
+        callable_model = model.module()
+        parameters = _program_input_names(model)
+        class_name = "ExportedProgram"
+    else:
+        if source.weights is not None:
+            apply_weights(model, source.weights)
+        model.eval()
+        callable_model = model
+        parameters, open_ended = forward_parameters(model)
+        if open_ended:
+            parameters = None
+        class_name = type(model).__name__
+    names, tensors = example_tensors(example, request.inputs, parameters, class_name)
+    outputs = _dry_run(callable_model, tensors, names, class_name)
+    output_names = _output_names(outputs, request.output_names)
+    input_names = _renamed(names, request.input_names)
+    if request.dynamic_batch:
+        tensors = _batched_for_export(tensors, input_names, request.example_batch)
+    return LoadedModel(
+        backend="torch",
+        framework="torch",
+        framework_version=torch.__version__,
+        model=model,
+        input_names=input_names,
+        output_names=output_names,
+        example_inputs={n: t.detach().cpu().numpy() for n, t in zip(input_names, tensors)},
+        description=class_name,
+        details={"parameters": sum(p.numel() for p in model.parameters()),
+                 "forward_arguments": names},
+    )
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _load_exported_program(path: Path):
+    try:
+        return torch.export.load(str(path))
+    except Exception as exc:
+        raise BadInput(f"{path} is not a readable ExportedProgram (.pt2): "
+                       f"{type(exc).__name__}: {_first_line(exc)}",
+                       "save it with torch.export.save(program, path)") from exc
+
+
+def _load_pickled_model(path: Path, allow_pickle: bool):
+    obj = _safe_torch_load(path, what="model file", allow_pickle=allow_pickle)
+    if isinstance(obj, torch.nn.Module):
+        return obj
+    if _state_dict_in(obj) is not None:
+        raise BadInput(
+            f"{path} holds a state_dict (weights only), not a model",
+            f"give a factory that builds the model and this file as weights: "
+            f"onnxport convert package.module:build --weights {path}")
+    raise BadInput(f"{path} holds a {type(obj).__name__}, not a PyTorch model")
+
+
+def _safe_torch_load(path: Path, *, what: str, allow_pickle: bool = False) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise _unreadable(path, what, exc) from exc
+        if not allow_pickle:
+            raise BadInput(
+                f"{path} holds a pickled Python object, and loading it would execute code "
+                "from the file",
+                "save a state_dict and convert a factory with --weights; if you made the "
+                "file yourself or fully trust it, pass --trust-pickle") from exc
+    except Exception as exc:
+        raise _unreadable(path, what, exc) from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise _unreadable(path, what, exc) from exc
+
+
+def _unreadable(path: Path, what: str, exc: Exception) -> BadInput:
+    return BadInput(f"{path} is not a readable PyTorch {what} (truncated or corrupt?): "
+                    f"{type(exc).__name__}: {_first_line(exc)}",
+                    "save it again with torch.save")
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def apply_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load a state_dict, or a checkpoint dict holding one, strictly into `model`."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"--weights {path} does not exist")
+    obj = _safe_torch_load(path, what="checkpoint")
+    state = _state_dict_in(obj)
+    if state is None:
+        keys = ", ".join(list(obj)[:8]) if isinstance(obj, dict) else type(obj).__name__
+        raise BadInput(f"--weights {path} holds no state_dict (found: {keys})",
+                       "save model.state_dict(), or a dict with it under 'state_dict'")
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [f"{k} is {list(state[k].shape)} in the file, {list(v.shape)} in the model"
+                   for k, v in expected.items()
+                   if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = []
+    if missing:
+        problems.append("missing " + _few(missing))
+    if unexpected:
+        problems.append("unexpected " + _few(unexpected))
+    if wrong_shape:
+        problems.append("shape mismatch: " + _few(wrong_shape))
+    if problems:
+        raise BadInput(f"--weights {path} does not fit {type(model).__name__}: "
+                       + "; ".join(problems),
+                       "check that the factory builds the same architecture the "
+                       "checkpoint was saved from")
+    model.load_state_dict(state, strict=True)
+
+
+def _state_dict_in(obj: Any) -> dict[str, torch.Tensor] | None:
+    if isinstance(obj, dict) and obj and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        return obj
+    if isinstance(obj, dict):
+        for key in _STATE_DICT_KEYS:
+            if key in obj:
+                found = _state_dict_in(obj[key])
+                if found is not None:
+                    return found
+    return None
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def forward_parameters(model: torch.nn.Module) -> tuple[list[str], bool]:
+    """forward()'s argument names, and whether it also takes *args or **kwargs."""
+    signature = inspect.signature(model.forward)
+    names, open_ended = [], False
+    for parameter in signature.parameters.values():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            open_ended = True
+        else:
+            names.append(parameter.name)
+    return names, open_ended
+
+
+def example_tensors(example: Any, specs: tuple[InputSpec, ...],
+                    parameters: list[str] | None,
+                    class_name: str) -> tuple[list[str], list[torch.Tensor]]:
+    """Example inputs as (names, tensors) in forward()'s order.
+
+    Dict keys and `--input` names must be forward() arguments; a tuple takes forward()'s
+    names by position. `--input` shapes replace the example's.
+    """
+    signature = f"{class_name}.forward({', '.join(parameters or ['...'])})"
+    by_name: dict[str, Any] = {}
+    if example is None:
+        if not specs:
+            raise BadInput(
+                "no example inputs to trace the model with",
+                "return (model, example_inputs) from the factory, or pass "
+                "--input NAME:SHAPE for each argument of " + signature)
+    elif isinstance(example, dict):
+        by_name = dict(example)
+    else:
+        values = list(example) if isinstance(example, (tuple, list)) else [example]
+        if parameters is not None and len(values) > len(parameters):
+            raise BadInput(f"{len(values)} example inputs given, but {signature} takes "
+                           f"{len(parameters)}")
+        names = parameters[:len(values)] if parameters is not None else [
+            f"input_{i}" for i in range(len(values))]
+        by_name = dict(zip(names, values))
+    for spec in specs:
+        by_name[spec.name] = _tensor_for_spec(spec)
+    if parameters is not None:
+        unknown = [n for n in by_name if n not in parameters]
+        if unknown:
+            raise BadInput(f"input {unknown[0]!r} is not an argument of {signature}",
+                           f"name the inputs after forward()'s arguments: "
+                           f"{', '.join(parameters)}; rename them with --input-names")
+        names = [n for n in parameters if n in by_name]
+    else:
+        names = list(by_name)
+    tensors = []
+    for name in names:
+        value = by_name[name]
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(value)
+        if not isinstance(value, torch.Tensor):
+            raise BadInput(f"example input {name!r} is a {type(value).__name__}; "
+                           "onnxport exports tensor inputs only")
+        tensors.append(value)
+    return names, tensors
+
+
+def _tensor_for_spec(spec: InputSpec) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    dtype = getattr(torch, spec.dtype)
+    if dtype.is_floating_point:
+        return torch.rand(spec.shape, generator=generator).to(dtype) * 2 - 1
+    return torch.randint(0, 10, spec.shape, generator=generator).to(dtype)
+
+
+def _dry_run(model, tensors: list[torch.Tensor], names: list[str], class_name: str):
+    """Run the model once: a spec that does not fit fails here, with a clear message."""
+    try:
+        with torch.inference_mode():
+            return model(*tensors)
+    except Exception as exc:
+        shapes = ", ".join(f"{n} {str(t.dtype).removeprefix('torch.')}{list(t.shape)}"
+                           for n, t in zip(names, tensors))
+        raise BadInput(f"{class_name} rejects the example inputs ({shapes}): "
+                       f"{type(exc).__name__}: {_first_line(exc)}",
+                       "check the --input shapes (rank, sizes, dtype) against the model") \
+            from exc
+
+
+def _output_names(outputs: Any, requested: tuple[str, ...] | None) -> list[str]:
+    count = len(flatten_outputs(outputs))
+    if requested is not None:
+        if len(requested) != count:
+            raise BadInput(f"{len(requested)} output names given ({', '.join(requested)}) "
+                           f"but the model returns {count} output(s)")
+        return list(requested)
+    keys = output_keys(outputs)
+    if keys is not None:
+        return keys
+    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+
+
+def _renamed(names: list[str], renames: tuple[str, ...] | None) -> list[str]:
+    if renames is None:
+        return names
+    if len(renames) != len(names):
+        raise BadInput(f"{len(renames)} input names given ({', '.join(renames)}) but the "
+                       f"model takes {len(names)} input(s) ({', '.join(names)})")
+    return list(renames)
+
+
+def _batched_for_export(tensors: list[torch.Tensor], names: list[str],
+                        batch: int) -> list[torch.Tensor]:
+    """torch.export specialises a batch of 1; trace with `batch` rows instead."""
+    sizes = {t.shape[0] if t.dim() else None for t in tensors}
+    if None in sizes or len(sizes) != 1:
+        detail = ", ".join(f"{n} {list(t.shape)}" for n, t in zip(names, tensors))
+        raise BadInput(f"a dynamic batch needs every input to share its first axis "
+                       f"({detail})", "pass --static-batch to export fixed shapes")
+    (current,) = sizes
+    if current >= 2:
+        return tensors
+    return [t.repeat(batch, *([1] * (t.dim() - 1))) for t in tensors]
+
+
+def _program_input_names(program) -> list[str]:
+    from torch.export.graph_signature import InputKind
+
+    return [spec.arg.name for spec in program.graph_signature.input_specs
+            if spec.kind == InputKind.USER_INPUT]
+
+
+def _few(items: list[str], limit: int = 4) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
