@@ -175,7 +175,7 @@ def _check_export_choice(backend: Backend, targets: list[Target],
     if opset is not None and ((low and opset < low) or (high and opset > high)):
         raise BadInput(
             f"opset {opset} cannot be produced by the {backend.name} backend's "
-            f"{chosen or 'exporter'}" + (f" for target(s) {', '.join(t.name for t in targets)}"
+            f"{chosen + ' exporter' if chosen else 'exporter'}" + (f" for target(s) {', '.join(t.name for t in targets)}"
                                          if any(t.opset_min or t.opset_max for t in targets)
                                          else ""),
             f"choose an opset from {low} to {high}" +

@@ -132,14 +132,28 @@ def _quiet_torch_logs():
         logger.setLevel(level)
 
 
+_EXPORTER_PACKAGES = ("torch", "onnxscript", "onnx_ir", "onnx", "onnxport_torch")
+
+
+def _package_dir(name: str) -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    origin = spec.origin if spec and spec.origin else f"/nonexistent/{name}"
+    return str(Path(origin).parent)
+
+
 def _relevant_warnings(caught) -> list[str]:
     """Warnings raised from the user's code (tracer warnings on their forward(), ...);
     torch's notes about its own internals and deprecations are left out."""
-    torch_dir = str(Path(torch.__file__).parent)
+    import sysconfig
+
+    internal_dirs = (*(_package_dir(name) for name in _EXPORTER_PACKAGES),
+                     sysconfig.get_paths()["stdlib"])
     messages = []
     for warning in caught:
         text = (str(warning.message).strip().splitlines() or [""])[0]
-        internal = str(warning.filename).startswith(torch_dir)
+        internal = str(warning.filename).startswith(internal_dirs)
         deprecation = issubclass(warning.category, DeprecationWarning)
         if text and not internal and not deprecation and text not in messages:
             messages.append(text)

@@ -112,6 +112,11 @@ def _safe_torch_load(path: Path, *, what: str, allow_pickle: bool = False) -> An
         raise _unreadable(path, what, exc) from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as exc:
+        raise BadInput(f"{path} pickles a model whose code is in module {exc.name!r}, "
+                       "which cannot be imported here",
+                       "run from the directory that holds that module or add it to "
+                       "PYTHONPATH") from exc
     except Exception as exc:
         raise _unreadable(path, what, exc) from exc
 
@@ -306,6 +311,10 @@ def _few(items: list[str], limit: int = 4) -> str:
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first sentence of an error, short enough for one line."""
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else ""
+    text = lines[0] if lines else ""
+    sentence, dot, _ = text.partition(". ")
+    text = sentence + dot.strip() if dot else text
+    return text if len(text) <= limit else text[:limit - 3] + "..."
