@@ -153,7 +153,7 @@ def interleaved_ms(a: Callable[[], None], b: Callable[[], None], runs: int,
     return times
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
@@ -221,9 +221,9 @@ def cpu_model() -> str:
 
 def header_line(args: argparse.Namespace) -> str:
     date = datetime.date.today().isoformat()
-    return (f"{date} | {cpu_model()} | {args.threads} thread(s) | batch 1 | "
-            f"{args.runs} runs + {args.warmup} warmup | torch {torch.__version__} | "
-            f"onnxruntime {ort.__version__}")
+    threads = f"{args.threads} thread" + ("s" if args.threads > 1 else "")
+    return (f"{date}, {cpu_model()}; batch 1, {threads}, {args.runs} runs; "
+            f"torch {torch.__version__}, onnxruntime {ort.__version__}")
 
 
 def text_table(rows: list[Row]) -> str:
@@ -235,17 +235,18 @@ def text_table(rows: list[Row]) -> str:
     def line(values: list[str]) -> str:
         return " ".join(v.ljust(w) if col[4] else v.rjust(w)
                         for v, w, col in zip(values, widths, COLUMNS)).rstrip()
-    lines = [line([h[0] for h in heads]), line([h[1] for h in heads]),
-             "-" * len(line([h[0] for h in heads]))]
+    first = line([h1 for h1, _ in heads])
+    lines = [first, line([h2 for _, h2 in heads]), "-" * len(first)]
     return "\n".join(lines + [line(c) for c in cells])
 
 
-def footnote(rows: list[Row]) -> str:
+def footnote(rows: list[Row], warmup: int) -> str:
     opsets = {r.case.exporter: set() for r in rows}
     for r in rows:
         opsets[r.case.exporter].add(r.opset)
     used = ", ".join(f"{e} {'/'.join(map(str, sorted(o)))}" for e, o in opsets.items())
-    return f"opset: {used}; overhead = total - export - verify (includes load)"
+    return (f"opset: {used}; overhead = total - export - verify (includes load); "
+            f"{warmup} warmup runs")
 
 
 def progress(row: Row) -> str:
@@ -299,15 +300,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="onnxport-bench-") as tmp:
         rows = []
         for case in cases:
-            print(f"{case.model} ({case.label}) ...", file=sys.stderr, flush=True)
+            print(f"{case.model} ({case.exporter}) ...", file=sys.stderr, flush=True)
             rows.append(bench_case(case, Path(tmp), args))
             print(progress(rows[-1]), file=sys.stderr, flush=True)
     header = header_line(args)
     print(header)
     print(text_table(rows))
-    print(footnote(rows))
+    note = footnote(rows, args.warmup)
+    print(note)
     if args.markdown:
-        args.markdown.write_text(markdown_table(rows, header) + "\n" + footnote(rows) + "\n")
+        args.markdown.write_text(f"{markdown_table(rows, header)}\n{note}\n")
     return 0
 
 

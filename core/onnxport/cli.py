@@ -28,13 +28,15 @@ EXIT_CODES = """exit codes:
   6  plugin error: a plugin is broken, clashes with another, or raised"""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, host=None) -> int:
+    """Run the command line; `host` defaults to the plugins installed in this environment."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        from .host import default_host
+        if host is None:
+            from .host import default_host
 
-        host = default_host()
+            host = default_host()
         parser = build_parser(host)
         args = parser.parse_args(argv)
         if not hasattr(args, "handler"):

@@ -1,0 +1,66 @@
+"""Shared fixtures: the reference models, the real CLI (in-process and as a process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOO = ROOT / "examples" / "zoo"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `onnxport ARGS` in this process (torch is imported once for the session)."""
+    from onnxport.cli import main
+
+    def run(*args: str) -> CliResult:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_process(*args: str, env: dict | None = None, cwd: Path | None = None,
+                executable: str | None = None) -> CliResult:
+    """Run the installed `onnxport` console script as a separate process."""
+    merged = {**os.environ, **(env or {})}
+    done = subprocess.run([executable or str(BIN / "onnxport"), *map(str, args)],
+                          capture_output=True, text=True, env=merged, cwd=cwd or ROOT,
+                          timeout=600)
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def factory(model: str, function: str = "build") -> str:
+    return f"{ZOO / (model + '.py')}:{function}"
+
+
+def zoo_module(name: str):
+    """Import a reference model module from examples/zoo by file name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"zoo_{name}", ZOO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_untouched(path: Path) -> None:
+    """Nothing was written: no output directory and no staging leftovers beside it."""
+    assert not path.exists(), f"{path} was created"
+    leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.")]
+    assert not leftovers, f"staging leftovers: {leftovers}"
