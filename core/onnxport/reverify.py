@@ -84,22 +84,22 @@ def verify_artifact(path: Path, source: Any, *, weights: str | Path | None,
         output_names=tuple(t["name"] for t in onnx_facts["outputs"]),
         dynamic_batch=dynamic))
     settings = _settings(manifest_paths[0], overrides)
-    checks = []
+    checks = [ArtifactCheck(m["target"]["name"], p.parent, check_files(p.parent, m))
+              for p, m in zip(manifest_paths, manifests)]
+    intact = [(c, m) for c, m in zip(checks, manifests) if not c.integrity_problems]
+    if not intact:
+        return checks
     session = host.get("runner", backend.runner).open(loaded, RunOptions(
         threads=settings.threads))
     try:
-        base = read_model_info(manifest_paths[0].parent / first["model"])
+        first_check, first_manifest = intact[0]
+        base = read_model_info(first_check.directory / first_manifest["model"])
         reference = Reference(session, base, loaded.example_inputs, dynamic, settings)
-        for manifest_path, manifest in zip(manifest_paths, manifests):
-            directory = manifest_path.parent
-            check = ArtifactCheck(manifest["target"]["name"], directory,
-                                  check_files(directory, manifest))
-            checks.append(check)
-            if check.integrity_problems:
-                continue
+        for check, manifest in intact:
             target = _target_of(host, manifest)
             check.verification = verify_candidate(
-                directory / manifest["model"], reference, host.get("runner", target.runner),
+                check.directory / manifest["model"], reference,
+                host.get("runner", target.runner),
                 RunOptions(providers=target.providers, threads=settings.threads,
                            provider_options=target.provider_options,
                            graph_optimization_level=target.graph_optimization_level),

@@ -253,8 +253,8 @@ def _structural_checks(path: Path, expected_inputs: list[str], expected_outputs:
             "dynamic batch", not fixed,
             "the first axis of every input and output is symbolic" if not fixed else
             "the exporter froze the batch dimension of " + ", ".join(fixed) +
-            "; make the model use x.shape[0] (or -1 in reshape) instead of a constant, "
-            "or convert with --static-batch"))
+            "; keep the batch a tensor dimension in the model (x.shape[0] used directly, "
+            "not int(...) or a constant; -1 in reshape), or convert with --static-batch"))
 
 
 def _failed(checks: list[Check], batches: list[BatchResult] | None = None) -> Verification:
