@@ -53,8 +53,12 @@ def zoo_module(name: str):
     """Import a reference model module from examples/zoo by file name."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(f"zoo_{name}", ZOO / f"{name}.py")
+    module_name = f"zoo_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ZOO / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # so that torch.save can pickle its classes
     spec.loader.exec_module(module)
     return module
 
