@@ -243,3 +243,19 @@ def test_overwrite_replaces_an_existing_artifact(cli, tmp_path):
     assert cli("convert", f"{MODELS}:two_heads", "-o", out, "--overwrite",
                "--latency-runs", "0").code == 0
     assert not (out / "stale.txt").exists() and (out / "report.json").exists()
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_external_data_is_listed_checked_and_moved_with_the_model(cli, tmp_path, exporter):
+    out = tmp_path / exporter
+    result = cli("convert", factory("planner"), "-o", out, "--external-data",
+                 "--exporter", exporter, "--latency-runs", "0")
+    assert result.code == 0, result.err
+    manifest = json.loads((out / "cpu" / "manifest.json").read_text())
+    listed = [f["path"] for f in manifest["files"]]
+    assert listed == ["planner.onnx", "planner.onnx.data"]
+    assert sorted(p.name for p in (out / "cpu").iterdir()) == sorted([*listed, "manifest.json"])
+    assert (out / "cpu" / "planner.onnx.data").stat().st_size > 1_000_000
+    checks = {c["name"]: c for c in manifest["verification"]["checks"]}
+    assert checks["files"]["detail"] == "external data beside it: planner.onnx.data"
+    assert cli("verify", out).code == 0

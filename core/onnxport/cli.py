@@ -135,6 +135,9 @@ def _add_convert(sub) -> None:
     p.add_argument("--output-names", metavar="A,B", help="name the ONNX outputs, in order")
     p.add_argument("--static-batch", action="store_true",
                    help="keep the example's batch size fixed instead of a dynamic axis")
+    p.add_argument("--external-data", action="store_true", default=None,
+                   help="keep weights in a .data file beside the model (automatic "
+                   "above 2 GB, the protobuf limit)")
     p.add_argument("--target", action="append", default=[], metavar="NAME",
                    help="deployment target (repeatable; default: cpu)")
     v = p.add_argument_group("verification")
@@ -190,6 +193,7 @@ def _run_convert(args) -> int:
         input_names=_names(args.input_names),
         output_names=_names(args.output_names),
         dynamic_batch=not args.static_batch,
+        external_data=args.external_data,
         targets=tuple(args.target) or ("cpu",),
         allow_pickle=args.trust_pickle,
         overwrite=args.overwrite,

@@ -36,6 +36,7 @@ class ConversionRequest:
     input_names: tuple[str, ...] | None = None
     output_names: tuple[str, ...] | None = None
     dynamic_batch: bool = True
+    external_data: bool | None = None
     targets: tuple[str, ...] = ("cpu",)
     allow_pickle: bool = False
     overwrite: bool = False
@@ -113,7 +114,8 @@ def run_conversion(request: ConversionRequest, host: PluginHost) -> ConversionRe
         with _stage(host, "export", None, timings):
             exported = _export(backend, loaded, ExportRequest(
                 output_path=work / f"{_safe(name)}.onnx", opset=opset, exporter=exporter,
-                dynamic_batch=request.dynamic_batch, options=request.backend_options))
+                dynamic_batch=request.dynamic_batch, external_data=request.external_data,
+                options=request.backend_options))
         base_info = read_model_info(exported.path)
         source_runner = host.get("runner", backend.runner)
         source_session = source_runner.open(

@@ -89,6 +89,7 @@ class ExportRequest:
     opset: int | None = None
     exporter: str | None = None  # a backend-specific variant, e.g. "dynamo"
     dynamic_batch: bool = True
+    external_data: bool | None = None  # None: only when the model would pass 2 GB
     options: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -31,7 +31,9 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
                        "exporter", "drop --exporter torchscript")
     args = tuple(torch.from_numpy(loaded.example_inputs[n]) for n in loaded.input_names)
     path = Path(request.output_path)
-    external = _weight_bytes(model) > PROTOBUF_LIMIT * _HEADROOM
+    external = request.external_data
+    if external is None:
+        external = _weight_bytes(model) > PROTOBUF_LIMIT * _HEADROOM
     captured = io.StringIO()
     with warnings.catch_warnings(record=True) as caught, \
             contextlib.redirect_stdout(captured), _quiet_torch_logs():
@@ -40,7 +42,7 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
             if exporter == "dynamo":
                 _export_dynamo(model, args, path, loaded, request, is_program, external)
             else:
-                _export_torchscript(model, args, path, loaded, request)
+                _export_torchscript(model, args, path, loaded, request, external)
         except (BadInput, ExportFailed):
             raise
         except Exception as exc:
@@ -71,7 +73,7 @@ def _export_dynamo(model, args, path: Path, loaded: LoadedModel, request: Export
 
 
 def _export_torchscript(model, args, path: Path, loaded: LoadedModel,
-                        request: ExportRequest) -> None:
+                        request: ExportRequest, external: bool) -> None:
     dynamic_axes = None
     if request.dynamic_batch:
         dynamic_axes = {name: {0: "batch"}
@@ -80,6 +82,12 @@ def _export_torchscript(model, args, path: Path, loaded: LoadedModel,
         model, args, str(path), dynamo=False, verbose=False,
         input_names=loaded.input_names, output_names=loaded.output_names,
         opset_version=request.opset, dynamic_axes=dynamic_axes)
+    if external and not any(p != path for p in path.parent.iterdir()):
+        import onnx  # torch only writes external data by itself past 2 GB
+
+        onnx.save_model(onnx.load(str(path)), str(path), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=path.name + ".data",
+                        size_threshold=1024)
 
 
 def translate_export_error(exc: Exception, exporter: str, opset: int | None) -> Exception:
