@@ -13,8 +13,8 @@ from .artifacts import describe_files, sha256_of
 from .environment import machine, versions
 
 if TYPE_CHECKING:
-    from .pipeline import ConversionRequest, StageResult, TargetArtifact
-    from .records import Backend, ExportResult, LoadedModel, Target
+    from .pipeline import ConversionRequest, TargetArtifact
+    from .records import Backend, ExportResult, LoadedModel
 
 MANIFEST_FORMAT = "onnxport-artifact/1"
 REPORT_FORMAT = "onnxport-report/1"
@@ -41,10 +41,10 @@ def describe_source(request: ConversionRequest, loaded: LoadedModel,
     }
 
 
-def build_manifest(request: ConversionRequest, target: Target, directory: Path,
-                   model_path: Path, stages: list[StageResult], loaded: LoadedModel,
-                   exported: ExportResult) -> dict[str, Any]:
-    final = stages[-1]
+def build_manifest(request: ConversionRequest, artifact: TargetArtifact,
+                   loaded: LoadedModel, exported: ExportResult) -> dict[str, Any]:
+    target, model_path = artifact.target, artifact.model_path
+    final = artifact.final
     info = final.info
     files = [model_path.name, *info.external_data]
     return {
@@ -52,7 +52,7 @@ def build_manifest(request: ConversionRequest, target: Target, directory: Path,
         "name": model_path.stem,
         "created": _now(),
         "model": model_path.name,
-        "files": describe_files(directory, files),
+        "files": describe_files(artifact.directory, files),
         "target": {
             "name": target.name,
             "description": target.description,
@@ -72,7 +72,9 @@ def build_manifest(request: ConversionRequest, target: Target, directory: Path,
             "dynamic_batch": request.dynamic_batch,
         },
         "source": describe_source(request, loaded, exported),
-        "passes": [{"name": s.stage, "settings": s.settings} for s in stages[1:]],
+        "passes": [{"name": s.stage, "status": s.status, "settings": s.settings,
+                    "reason": s.reason} for s in artifact.stages[1:]],
+        "warnings": artifact.warnings,
         "versions": versions(),
         "made_by": request.made_by,
         "verification": final.verification.to_dict(),
@@ -110,13 +112,16 @@ def build_report(request: ConversionRequest, name: str, backend: Backend,
                 "status": "passed" if a.passed else "failed",
                 "directory": a.target.name,
                 "model": f"{a.target.name}/{a.model_path.name}",
+                "warnings": a.warnings,
                 "stages": [{
                     "stage": s.stage,
+                    "status": s.status,
+                    "reason": s.reason,
                     "settings": s.settings,
-                    "size_bytes": s.info.size_bytes,
-                    "node_count": s.info.node_count,
-                    "op_histogram": s.info.op_histogram,
-                    "verification": s.verification.to_dict(),
+                    "size_bytes": s.info.size_bytes if s.info else None,
+                    "node_count": s.info.node_count if s.info else None,
+                    "op_histogram": s.info.op_histogram if s.info else None,
+                    "verification": s.verification.to_dict() if s.verification else None,
                 } for s in a.stages],
             } for a in artifacts
         },

@@ -17,7 +17,8 @@ from .host import PluginHost
 from .manifest import build_manifest, build_report
 from .modelinfo import ModelInfo, read_model_info
 from .records import (Backend, ExportRequest, ExportResult, InputSpec, LoadedModel,
-                      LoadRequest, RunOptions, Source, StageEvent, Target)
+                      LoadRequest, Pass, PassContext, RunOptions, Source, StageEvent,
+                      Target)
 from .sources import pick_backend
 from .verification import Reference, Verification, VerificationSettings, verify_candidate
 
@@ -48,13 +49,20 @@ class ConversionRequest:
 
 @dataclass
 class StageResult:
-    """One model a target's pipeline produced (the export, then each pass's output)."""
+    """One step of a target's pipeline: the export, then each pass.
+
+    `status` is "ok" (its model went on), "skipped" (the pass did not apply or had
+    nothing to do), "rejected" (an optional pass whose model failed verification or
+    raised: the previous model went on) or "failed" (a required pass: the target fails).
+    """
 
     stage: str
-    path: Path
-    info: ModelInfo
-    verification: Verification
+    status: str
+    path: Path | None = None
+    info: ModelInfo | None = None
+    verification: Verification | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
 
 
 @dataclass
@@ -64,14 +72,21 @@ class TargetArtifact:
     model_path: Path
     stages: list[StageResult]
     manifest: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> StageResult:
+        """The stage whose model was shipped, or the one that failed the target."""
+        failed = [s for s in self.stages if s.status == "failed"]
+        return failed[0] if failed else [s for s in self.stages if s.status == "ok"][-1]
 
     @property
     def verification(self) -> Verification:
-        return self.stages[-1].verification
+        return self.final.verification
 
     @property
     def passed(self) -> bool:
-        return self.verification.passed
+        return self.final.status == "ok" and self.verification.passed
 
 
 @dataclass
@@ -130,7 +145,7 @@ def run_conversion(request: ConversionRequest, host: PluginHost) -> ConversionRe
             ]
         finally:
             source_session.close()
-        shutil.rmtree(work)
+        shutil.rmtree(work, ignore_errors=True)
         timings["total"] = time.perf_counter() - started
         passed = all(a.passed for a in artifacts)
         report = build_report(request, name, backend, loaded, exported, artifacts, timings,
@@ -222,30 +237,86 @@ def _export(backend: Backend, loaded: LoadedModel, export: ExportRequest) -> Exp
 def _build_target(host: PluginHost, target: Target, root: Path, exported: ExportResult,
                   loaded: LoadedModel, reference: Reference, request: ConversionRequest,
                   timings: dict[str, float]) -> TargetArtifact:
-    directory = root / target.name
-    directory.mkdir()
-    model_path = directory / exported.path.name
-    shutil.copy2(exported.path, model_path)
-    for side_file in exported.files:
-        shutil.copy2(side_file, directory / Path(side_file).name)
+    """Verify the export for this target, run its passes (each verified against the
+    source), and put the last model that passed in the target's directory."""
     runner = host.get("runner", target.runner)
     run_options = RunOptions(providers=target.providers,
                              provider_options=target.provider_options,
                              threads=request.verification.threads,
                              graph_optimization_level=target.graph_optimization_level)
-    with _stage(host, "verify", target.name, timings) as note:
-        verification = verify_candidate(
-            model_path, reference, runner, run_options, loaded.input_names,
-            loaded.output_names, request.dynamic_batch,
-            lambda output: request.verification.tolerance_for(output, target.tolerance))
-        note["status"] = "ok" if verification.passed else "failed"
-        note["detail"] = verification.problem or _max_abs_text(verification)
-    stages = [StageResult("export", model_path, read_model_info(model_path), verification,
-                          {"exporter": exported.exporter, "opset": exported.opset})]
-    manifest = build_manifest(request, target, directory, model_path, stages, loaded,
-                              exported)
-    write_json(directory / "manifest.json", manifest)
-    return TargetArtifact(target, directory, model_path, stages, manifest)
+
+    def verified(stage: str, path: Path, settings: dict[str, Any]) -> StageResult:
+        with _stage(host, f"verify {stage}" if stage != "export" else "verify",
+                    target.name, timings) as note:
+            verification = verify_candidate(
+                path, reference, runner, run_options, loaded.input_names,
+                loaded.output_names, request.dynamic_batch,
+                lambda output: request.verification.tolerance_for(output, target.tolerance))
+            note["status"] = "ok" if verification.passed else "failed"
+            note["detail"] = verification.problem or _max_abs_text(verification)
+        return StageResult(stage, "ok" if verification.passed else "failed", path,
+                           read_model_info(path), verification, settings)
+
+    stages = [verified("export", exported.path,
+                       {"exporter": exported.exporter, "opset": exported.opset})]
+    warnings: list[str] = []
+    current = exported.path
+    work = root / ".work" / target.name
+    for pass_name in target.passes if stages[0].status == "ok" else ():
+        stage = _run_pass(host, host.get("pass", pass_name), target, current,
+                          work / pass_name / exported.path.name, timings, verified)
+        stages.append(stage)
+        if stage.status == "ok":
+            current = stage.path
+        elif stage.status == "rejected":
+            warnings.append(f"{pass_name}: {stage.reason}; kept the previous model")
+        elif stage.status == "failed":
+            break
+    directory = root / target.name
+    directory.mkdir()
+    model_path = directory / exported.path.name
+    for file in [current, *_side_files(current)]:
+        shutil.copy2(file, directory / (model_path.name if file == current else file.name))
+    for stage in stages:  # working copies are deleted; the shipped model is in directory
+        stage.path = model_path if stage.path == current else None
+    artifact = TargetArtifact(target, directory, model_path, stages, {}, warnings)
+    artifact.manifest = build_manifest(request, artifact, loaded, exported)
+    write_json(directory / "manifest.json", artifact.manifest)
+    return artifact
+
+
+def _run_pass(host: PluginHost, pass_: Pass, target: Target, current: Path,
+              output_path: Path, timings: dict[str, float], verified) -> StageResult:
+    if not pass_.applies(target):
+        return StageResult(pass_.name, "skipped", reason=f"does not apply to {target.name}")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    context = PassContext(input_path=current, output_path=output_path, target=target,
+                          options=dict(target.options.get(pass_.name, {})),
+                          work_dir=output_path.parent)
+    try:
+        with _stage(host, pass_.name, target.name, timings):
+            outcome = pass_.run(context)
+    except OnnxportError:
+        raise
+    except Exception as exc:
+        reason = f"raised {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        if not pass_.optional:
+            raise ExportFailed(f"pass '{pass_.name}' failed for target {target.name}: "
+                               f"{reason}") from exc
+        return StageResult(pass_.name, "rejected", reason=reason)
+    if not outcome.applied:
+        return StageResult(pass_.name, "skipped", settings=outcome.settings,
+                           reason=outcome.reason or "nothing to do")
+    stage = verified(pass_.name, Path(outcome.path or output_path), outcome.settings)
+    if stage.status != "ok" and pass_.optional:
+        stage.status = "rejected"
+        stage.reason = f"its model failed verification ({stage.verification.problem})"
+    return stage
+
+
+def _side_files(model: Path) -> list[Path]:
+    """External data files a model refers to (they travel with it)."""
+    return [model.parent / name for name in read_model_info(model).external_data]
 
 
 @contextmanager
@@ -297,4 +368,5 @@ def _relocate(result: ConversionResult, old_root: Path, new_root: Path) -> None:
         artifact.directory = new_root / artifact.directory.relative_to(old_root)
         artifact.model_path = new_root / artifact.model_path.relative_to(old_root)
         for stage in artifact.stages:
-            stage.path = new_root / stage.path.relative_to(old_root)
+            if stage.path is not None and stage.path.is_relative_to(old_root):
+                stage.path = new_root / stage.path.relative_to(old_root)

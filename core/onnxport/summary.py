@@ -46,10 +46,15 @@ def conversion_summary(result: ConversionResult) -> str:
     for artifact in result.artifacts:
         for stage in artifact.stages:
             v = stage.verification
+            if v is None:
+                rows.append([artifact.target.name, stage.stage, stage.status.upper(),
+                             "-", "-", "-", "-", "-", "-", stage.reason[:30]])
+                continue
             latency = v.latency_ms or {}
             source_ms, onnx_ms = latency.get("source"), latency.get("onnx")
             speedup = f"{source_ms / onnx_ms:.1f}x" if source_ms and onnx_ms else "-"
-            rows.append([artifact.target.name, stage.stage, "PASS" if v.passed else "FAIL",
+            status = {"ok": "PASS", "rejected": "REJECTED"}.get(stage.status, "FAIL")
+            rows.append([artifact.target.name, stage.stage, status,
                          ",".join(b.label.replace("batch ", "") for b in v.batches) or "-",
                          error_text(v.max_abs), ms_text(source_ms), ms_text(onnx_ms),
                          speedup, human_bytes(stage.info.size_bytes),
@@ -59,6 +64,7 @@ def conversion_summary(result: ConversionResult) -> str:
                               "src ms", "onnx ms", "speedup", "size", "ran on"], rows)]
     for artifact in result.artifacts:
         parts += ["", verification_detail(artifact.target.name, artifact.verification)]
+        parts += [f"warning: {artifact.target.name}: {w}" for w in artifact.warnings]
     if result.exported.warnings:
         parts += ["", *(f"warning: {w}" for w in result.exported.warnings)]
     if result.output is not None:
