@@ -63,7 +63,8 @@ def test_every_cli_option_and_exit_code_is_documented():
 def test_readme_commands_exist():
     readme = (ROOT / "README.md").read_text()
     commands = build_parser(PluginHost())._subparsers._group_actions[0].choices
-    used = set(re.findall(r"(?m)^(?:\$ )?onnxport (\w+)", readme))
+    blocks = "\n".join(re.findall(r"```(?:sh|console)\n(.*?)```", readme, re.S))
+    used = set(re.findall(r"(?m)^(?:\$ )?onnxport (\w+)", blocks))
     assert used >= {"convert", "verify", "inspect", "plugins"}
     for command in used:
         assert command in commands, command
