@@ -131,12 +131,11 @@ def run_conversion(request: ConversionRequest, host: PluginHost) -> ConversionRe
                 output_path=work / f"{_safe(name)}.onnx", opset=opset, exporter=exporter,
                 dynamic_batch=request.dynamic_batch, external_data=request.external_data,
                 options=request.backend_options))
-        base_info = read_model_info(exported.path)
         source_runner = host.get("runner", backend.runner)
         source_session = source_runner.open(
             loaded, RunOptions(threads=request.verification.threads))
         try:
-            reference = Reference(source_session, base_info, loaded.example_inputs,
+            reference = Reference(source_session, loaded.input_names, loaded.example_inputs,
                                   request.dynamic_batch, request.verification)
             artifacts = [
                 _build_target(host, target, staging.path, exported, loaded, reference,

@@ -10,7 +10,6 @@ from typing import Any
 from .artifacts import MANIFEST, REPORT, sha256_of
 from .errors import BadInput
 from .host import PluginHost
-from .modelinfo import read_model_info
 from .records import LoadRequest, RunOptions, Tolerance
 from .sources import pick_backend, source_from_object, source_from_text
 from .verification import Reference, Verification, VerificationSettings, verify_candidate
@@ -92,9 +91,8 @@ def verify_artifact(path: Path, source: Any, *, weights: str | Path | None,
     session = host.get("runner", backend.runner).open(loaded, RunOptions(
         threads=settings.threads))
     try:
-        first_check, first_manifest = intact[0]
-        base = read_model_info(first_check.directory / first_manifest["model"])
-        reference = Reference(session, base, loaded.example_inputs, dynamic, settings)
+        reference = Reference(session, loaded.input_names, loaded.example_inputs, dynamic,
+                              settings)
         for check, manifest in intact:
             target = _target_of(host, manifest)
             check.verification = verify_candidate(

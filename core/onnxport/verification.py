@@ -20,7 +20,7 @@ import numpy as np
 
 from .inputs import describe_inputs, load_npz, random_inputs
 from .metrics import OutputComparison, compare_output
-from .modelinfo import ModelInfo, import_onnx, read_model_info
+from .modelinfo import TensorInfo, import_onnx, read_model_info
 from .records import RunOptions, RunSession, Runner, Tolerance
 
 DEFAULT_DYNAMIC_BATCHES = (1, 3)
@@ -101,15 +101,23 @@ class Verification:
 
 class Reference:
     """The source framework's outputs, computed once per batch and shared by every
-    candidate of the run, so each stage's error is measured against the same answers."""
+    candidate of the run, so each stage's error is measured against the same answers.
 
-    def __init__(self, session: RunSession, base: ModelInfo,
+    The inputs are described from the source model's example inputs (names, dtypes,
+    the sizes of non-batch axes), so they do not depend on any candidate's format.
+    """
+
+    def __init__(self, session: RunSession, input_names: list[str],
                  example_inputs: Mapping[str, Any], dynamic_batch: bool,
                  settings: VerificationSettings):
         self.session = session
-        self.base = base
         self.settings = settings
         self.example_shapes = {k: tuple(np.shape(v)) for k, v in example_inputs.items()}
+        self.inputs_info = [
+            TensorInfo(name, (["batch"] if dynamic_batch else [])
+                       + list(np.shape(example_inputs[name]))[1 if dynamic_batch else 0:],
+                       str(np.asarray(example_inputs[name]).dtype))
+            for name in input_names]
         self._inputs: dict[str, dict[str, np.ndarray]] = {}
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
         self._build_inputs(dynamic_batch)
@@ -118,7 +126,7 @@ class Reference:
     def _build_inputs(self, dynamic_batch: bool) -> None:
         s = self.settings
         if s.data is not None:
-            data = load_npz(s.data, self.base.inputs)
+            data = load_npz(s.data, self.inputs_info)
             self._inputs["data"] = data
             first = next(iter(data.values()))
             if dynamic_batch and first.ndim and first.shape[0] > 1:
@@ -130,7 +138,7 @@ class Reference:
         else:
             batches = (None,)
         for batch in batches:
-            feeds = random_inputs(self.base.inputs, batch, s.seed, self.example_shapes,
+            feeds = random_inputs(self.inputs_info, batch, s.seed, self.example_shapes,
                                   s.input_ranges)
             label = f"batch {next(iter(feeds.values())).shape[0]}" if feeds else "batch"
             self._inputs[label] = feeds
