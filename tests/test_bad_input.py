@@ -111,7 +111,7 @@ def test_debug_shows_the_traceback(cli, tmp_path):
 def test_the_real_process_exits_with_the_code(files, tmp_path):
     result = run_process("convert", files / "whole_model.pt", "-o", tmp_path / "out")
     assert result.code == ExitCode.BAD_INPUT
-    assert "--trust-pickle" in result.err and "Traceback" not in result.err
+    assert "--trust-code" in result.err and "Traceback" not in result.err
     assert_untouched(tmp_path / "out")
 
 

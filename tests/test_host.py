@@ -8,7 +8,7 @@ import json
 import pytest
 
 from onnxport.cli import main
-from onnxport.errors import ExitCode, PluginError
+from onnxport.errors import BadInput, ExitCode, PluginError
 from onnxport.host import PluginHost, hookimpl
 from onnxport.records import Backend, Command, Requirements, Runner, Target
 
@@ -225,3 +225,24 @@ def test_the_core_imports_no_framework(code):
              "if m in sys.modules]\nprint('HEAVY', heavy)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert "HEAVY []" in done.stdout, done.stdout + done.stderr
+
+
+def test_records_off_by_default_are_turned_on_explicitly():
+    class OffByDefault:
+        @hookimpl
+        def onnxport_register_targets(self, register):
+            register(Target(name="experimental", description="off by default",
+                            enabled=False, disabled_reason="not tested on hardware"))
+
+    host = PluginHost(enable=set())
+    with host.registered(OffByDefault(), "off"):
+        with pytest.raises(BadInput) as refused:
+            host.get("target", "experimental")
+        assert refused.value.one_line() == (
+            "target 'experimental' is disabled: not tested on hardware: enable it with "
+            "--enable experimental or ONNXPORT_ENABLE=experimental")
+        host.enable("experimental")
+        assert host.get("target", "experimental").name == "experimental"
+    from_env = PluginHost(enable={"experimental"})
+    with from_env.registered(OffByDefault(), "off"):
+        assert from_env.registrations("target")["experimental"].enabled

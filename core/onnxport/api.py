@@ -41,14 +41,16 @@ def convert(
     threads: int | None = None,
     overwrite: bool = False,
     keep_failed: bool = False,
-    allow_pickle: bool = False,
+    trust_code: bool = False,
+    custom_objects: Iterable[str] | Mapping[str, Any] | None = None,
     host: PluginHost | None = None,
 ) -> ConversionResult:
     """Convert `model` to verified ONNX in the directory `output`.
 
     `model` is a framework model object, a path to a model file, or a factory string
     (`package.module:function`). `example_inputs` are a tensor, a tuple of tensors or a
-    dict by input name (its keys become the ONNX input names). Raises an
+    dict by input name (its keys become the ONNX input names). `custom_objects` are what a
+    Keras file needs to load: `"module:name"` strings or a dict name -> object. Raises an
     `OnnxportError` subclass on failure; `VerificationFailed.result` holds the figures.
     """
     weights_path = Path(weights) if weights is not None else None
@@ -71,7 +73,8 @@ def convert(
         dynamic_batch=dynamic_batch,
         external_data=external_data,
         targets=tuple(targets),
-        allow_pickle=allow_pickle,
+        trust_code=trust_code,
+        backend_options={"custom_objects": custom_objects} if custom_objects else {},
         overwrite=overwrite,
         keep_failed=keep_failed,
         verification=VerificationSettings(

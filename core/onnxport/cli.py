@@ -83,7 +83,8 @@ def build_parser(host) -> argparse.ArgumentParser:
         prog="onnxport",
         description="Convert PyTorch and Keras models to verified, deployment-ready ONNX.",
         epilog=EXIT_CODES + "\n\nenvironment: ONNXPORT_PLUGINS restricts the plugins "
-        "loaded (empty: built-ins only); ONNXPORT_TRACE=1 logs every hook call.",
+        "loaded (empty: built-ins only); ONNXPORT_ENABLE=a,b turns on records that are off "
+        "by default; ONNXPORT_TRACE=1 logs every hook call.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"onnxport {__version__}")
     parser.add_argument("--debug", action="store_true",
@@ -107,7 +108,7 @@ def _add_convert(sub) -> None:
         description="Convert SOURCE to ONNX, verify it against the source framework, and "
         "write the artifact to --output only if verification passes.",
         epilog="SOURCE is a model file (.pt2 ExportedProgram, .pt/.pth with "
-        "--trust-pickle) or a factory package.module:function or path/file.py:function "
+        "--trust-code) or a factory package.module:function or path/file.py:function "
         "that returns the model, (model, example_inputs) or (model, example_inputs, "
         "output_names).\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,12 +119,20 @@ def _add_convert(sub) -> None:
     p.add_argument("--weights", type=Path, metavar="FILE",
                    help="state_dict or checkpoint to load into the factory's model "
                    "(read with torch.load(weights_only=True): no code runs)")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow loading a pickled whole model: this EXECUTES CODE from "
-                   "the file; use it only for files you made yourself or fully trust")
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow model files whose loading EXECUTES CODE from the file "
+                   "(pickled PyTorch models, Keras safe_mode off for Lambda layers); "
+                   "use it only for files you made yourself or fully trust")
+    p.add_argument("--custom-object", action="append", default=[],
+                   metavar="MODULE:NAME",
+                   help="a class or function a Keras file needs to load, e.g. "
+                   "my_project.losses:autopilot_loss or path/file.py:MyLayer (repeatable)")
     p.add_argument("--name", help="model name for the file and manifest "
                    "(default: from the source)")
     p.add_argument("--backend", help="force a backend instead of picking by source")
+    p.add_argument("--enable", action="append", default=[], metavar="NAME",
+                   help="turn on a backend, pass or target that is disabled by default "
+                   "(e.g. tflite; `onnxport plugins` says why each is off)")
     p.add_argument("--exporter", help="exporter variant of the backend, e.g. dynamo "
                    "(default) or torchscript for torch")
     p.add_argument("--opset", type=int, help="ONNX opset to produce (default: the "
@@ -195,9 +204,11 @@ def _run_convert(args) -> int:
         dynamic_batch=not args.static_batch,
         external_data=args.external_data,
         targets=tuple(args.target) or ("cpu",),
-        allow_pickle=args.trust_pickle,
+        trust_code=args.trust_code,
         overwrite=args.overwrite,
         keep_failed=args.keep_failed,
+        backend_options={"custom_objects": args.custom_object} if args.custom_object
+        else {},
         verification=VerificationSettings(
             seed=args.seed,
             batch_sizes=_ints(args.batch_sizes, "--batch-sizes"),
@@ -213,6 +224,8 @@ def _run_convert(args) -> int:
     from .artifacts import check_output_dir
 
     check_output_dir(args.output, args.overwrite)  # before running any user code
+    for name in args.enable:
+        args.host.enable(name)
     source = source_from_text(args.source, args.weights)
     progress = TerminalProgress.attach(args.host)
     try:

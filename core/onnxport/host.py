@@ -8,6 +8,9 @@ point group; the only difference the host knows is which distribution they come 
 - set and empty (`ONNXPORT_PLUGINS=`): only the plugins built into onnxport;
 - `ONNXPORT_PLUGINS=torch,providers`: exactly the named plugins (entry point names).
 
+`ONNXPORT_ENABLE=tflite,other` turns on records that their plugin registers disabled by
+default (with a reason), the same as `onnxport convert --enable NAME`.
+
 `ONNXPORT_TRACE=1` logs every hook call to stderr with the plugin that answered and the
 time it took.
 """
@@ -33,6 +36,7 @@ from .records import Backend, Pass, Requirements, Runner, Target
 ENTRY_POINT_GROUP = "onnxport"
 BUILTIN_DISTRIBUTION = "onnxport"
 SELECTION_VARIABLE = "ONNXPORT_PLUGINS"
+ENABLE_VARIABLE = "ONNXPORT_ENABLE"
 TRACE_VARIABLE = "ONNXPORT_TRACE"
 
 hookimpl = pluggy.HookimplMarker("onnxport")
@@ -87,11 +91,16 @@ def missing_requirement(requires: Requirements) -> str:
 class PluginHost:
     """A pluggy PluginManager plus the registry of backends, runners, targets and passes."""
 
-    def __init__(self, *, load_entry_points: bool = True, selection: str | None = None):
+    def __init__(self, *, load_entry_points: bool = True, selection: str | None = None,
+                 enable: set[str] | None = None):
         self.pm = pluggy.PluginManager("onnxport")
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self._registry: dict[str, dict[str, Registration]] | None = None
+        if enable is None:
+            enable = {n.strip() for n in os.environ.get(ENABLE_VARIABLE, "").split(",")
+                      if n.strip()}
+        self.enabled_by_user: set[str] = set(enable)
         self.tracing = os.environ.get(TRACE_VARIABLE, "") not in ("", "0")
         if load_entry_points:
             if selection is None:
@@ -152,6 +161,11 @@ class PluginHost:
             builtin=distribution == BUILTIN_DISTRIBUTION,
             hooks=sorted(h.name for h in self.pm.get_hookcallers(plugin) or []),
         )
+        self._registry = None
+
+    def enable(self, name: str) -> None:
+        """Turn on a record its plugin registers disabled by default (`--enable NAME`)."""
+        self.enabled_by_user.add(name)
         self._registry = None
 
     def unregister(self, name: str) -> None:
@@ -224,7 +238,8 @@ class PluginHost:
             registry[kind] = entries
             caller = getattr(self.pm.hook, hook_name)
             for impl in reversed(caller.get_hookimpls()):
-                register = _registrar(entries, kind, record_type, impl.plugin_name)
+                register = _registrar(entries, kind, record_type, impl.plugin_name,
+                                      self.enabled_by_user)
                 self._invoke(impl, hook_name, {"register": register})
         return registry
 
@@ -236,7 +251,9 @@ class PluginHost:
             known = ", ".join(sorted(entries)) or "none"
             raise BadInput(f"unknown {kind} '{name}'", f"known {kind}s: {known}")
         if not entry.enabled:
-            raise BadInput(f"{kind} '{name}' is disabled: {entry.reason}")
+            hint = (None if name in self.enabled_by_user or "not installed" in entry.reason
+                    else f"enable it with --enable {name} or {ENABLE_VARIABLE}={name}")
+            raise BadInput(f"{kind} '{name}' is disabled: {entry.reason}", hint)
         return entry.record
 
     def enabled(self, kind: str) -> list[Any]:
@@ -247,7 +264,7 @@ class PluginHost:
 
 
 def _registrar(entries: dict[str, Registration], kind: str, record_type: type,
-               plugin: str):
+               plugin: str, enabled_by_user: set[str]):
     def register(record: Any) -> None:
         if not isinstance(record, record_type):
             raise PluginError(
@@ -267,15 +284,15 @@ def _registrar(entries: dict[str, Registration], kind: str, record_type: type,
             )
         enabled = getattr(record, "enabled", True)
         reason = getattr(record, "disabled_reason", "")
-        if enabled:
-            reason = missing_requirement(getattr(record, "requires", Requirements()))
-            enabled = not reason
-        elif not reason.strip():
+        if not enabled and not reason.strip():
             raise PluginError(
                 f"plugin '{plugin}' registered {kind} '{record.name}' as disabled "
                 "without a reason",
                 "set disabled_reason to say why and how to enable it",
             )
+        if enabled or record.name in enabled_by_user:
+            reason = missing_requirement(getattr(record, "requires", Requirements()))
+            enabled = not reason
         entries[record.name] = Registration(kind, record, plugin, enabled, reason)
 
     return register

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .records import Backend, ExportResult, LoadedModel
 
 MANIFEST_FORMAT = "onnxport-artifact/1"
+RECORDED_LOAD_OPTIONS = ("custom_objects",)  # what `onnxport verify` needs to load again
 REPORT_FORMAT = "onnxport-report/1"
 
 
@@ -37,6 +38,8 @@ def describe_source(request: ConversionRequest, loaded: LoadedModel,
         "backend": loaded.backend,
         "description": loaded.description,
         "exporter": exported.exporter,
+        "load_options": {k: v for k, v in request.backend_options.items()
+                         if k in RECORDED_LOAD_OPTIONS},
         "details": loaded.details,
     }
 
@@ -52,6 +55,8 @@ def build_manifest(request: ConversionRequest, artifact: TargetArtifact,
         "name": model_path.stem,
         "created": _now(),
         "model": model_path.name,
+        "format": model_path.suffix.lstrip("."),
+        "runner": artifact.runner,
         "files": describe_files(artifact.directory, files),
         "target": {
             "name": target.name,
@@ -60,7 +65,7 @@ def build_manifest(request: ConversionRequest, artifact: TargetArtifact,
             "providers": list(target.providers),
             "graph_optimization_level": target.graph_optimization_level,
         },
-        "onnx": {
+        "onnx": None if model_path.suffix != ".onnx" else {
             "opset": info.opset,
             "opsets": info.opsets,
             "ir_version": info.ir_version,
@@ -69,6 +74,10 @@ def build_manifest(request: ConversionRequest, artifact: TargetArtifact,
             "outputs": [asdict(t) for t in info.outputs],
             "parameter_count": info.parameter_count,
             "node_count": info.node_count,
+        },
+        "interface": {
+            "inputs": loaded.input_names,
+            "outputs": loaded.output_names,
             "dynamic_batch": request.dynamic_batch,
         },
         "source": describe_source(request, loaded, exported),

@@ -50,6 +50,16 @@ class ModelInfo:
         return data
 
 
+def describe_model(path: Path) -> ModelInfo:
+    """ONNX files are read in full; other formats (.tflite) are described by size."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return read_model_info(path)
+    return ModelInfo(path=str(path), size_bytes=path.stat().st_size, ir_version=0,
+                     opsets={}, producer=path.suffix.lstrip("."), inputs=[], outputs=[],
+                     node_count=0, op_histogram={}, parameter_count=0)
+
+
 def import_onnx():
     try:
         import onnx

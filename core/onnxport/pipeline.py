@@ -15,7 +15,7 @@ from .artifacts import REPORT, Staging, check_output_dir, write_json
 from .errors import BadInput, ExportFailed, OnnxportError, VerificationFailed
 from .host import PluginHost
 from .manifest import build_manifest, build_report
-from .modelinfo import ModelInfo, read_model_info
+from .modelinfo import ModelInfo, describe_model
 from .records import (Backend, ExportRequest, ExportResult, InputSpec, LoadedModel,
                       LoadRequest, Pass, PassContext, RunOptions, Source, StageEvent,
                       Target)
@@ -39,7 +39,7 @@ class ConversionRequest:
     dynamic_batch: bool = True
     external_data: bool | None = None
     targets: tuple[str, ...] = ("cpu",)
-    allow_pickle: bool = False
+    trust_code: bool = False
     overwrite: bool = False
     keep_failed: bool = False
     verification: VerificationSettings = field(default_factory=VerificationSettings)
@@ -73,6 +73,7 @@ class TargetArtifact:
     stages: list[StageResult]
     manifest: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    runner: str = "onnxruntime"  # what ran the shipped model in verification
 
     @property
     def final(self) -> StageResult:
@@ -208,7 +209,7 @@ def _load(backend: Backend, request: ConversionRequest) -> LoadedModel:
         return backend.load(LoadRequest(
             source=request.source, inputs=request.inputs, input_names=request.input_names,
             output_names=request.output_names or request.source.output_names,
-            dynamic_batch=request.dynamic_batch, allow_pickle=request.allow_pickle,
+            dynamic_batch=request.dynamic_batch, trust_code=request.trust_code,
             options=request.backend_options))
     except OnnxportError:
         raise
@@ -238,7 +239,7 @@ def _build_target(host: PluginHost, target: Target, root: Path, exported: Export
                   timings: dict[str, float]) -> TargetArtifact:
     """Verify the export for this target, run its passes (each verified against the
     source), and put the last model that passed in the target's directory."""
-    runner = host.get("runner", target.runner)
+    runner = host.get("runner", exported.runner or target.runner)
     run_options = RunOptions(providers=target.providers,
                              provider_options=target.provider_options,
                              threads=request.verification.threads,
@@ -254,14 +255,18 @@ def _build_target(host: PluginHost, target: Target, root: Path, exported: Export
             note["status"] = "ok" if verification.passed else "failed"
             note["detail"] = verification.problem or _max_abs_text(verification)
         return StageResult(stage, "ok" if verification.passed else "failed", path,
-                           read_model_info(path), verification, settings)
+                           describe_model(path), verification, settings)
 
     stages = [verified("export", exported.path,
                        {"exporter": exported.exporter, "opset": exported.opset})]
     warnings: list[str] = []
     current = exported.path
     work = root / ".work" / target.name
-    for pass_name in target.passes if stages[0].status == "ok" else ():
+    if exported.format != "onnx" and target.passes:
+        warnings.append(f"passes {', '.join(target.passes)} were not run: they apply to "
+                        f"ONNX models and this one is {exported.format}")
+    runs_passes = stages[0].status == "ok" and exported.format == "onnx"
+    for pass_name in target.passes if runs_passes else ():
         stage = _run_pass(host, host.get("pass", pass_name), target, current,
                           work / pass_name / exported.path.name, timings, verified)
         stages.append(stage)
@@ -278,7 +283,8 @@ def _build_target(host: PluginHost, target: Target, root: Path, exported: Export
         shutil.copy2(file, directory / (model_path.name if file == current else file.name))
     for stage in stages:  # working copies are deleted; the shipped model is in directory
         stage.path = model_path if stage.path == current else None
-    artifact = TargetArtifact(target, directory, model_path, stages, {}, warnings)
+    artifact = TargetArtifact(target, directory, model_path, stages, {}, warnings,
+                              runner.name)
     artifact.manifest = build_manifest(request, artifact, loaded, exported)
     write_json(directory / "manifest.json", artifact.manifest)
     return artifact
@@ -315,7 +321,7 @@ def _run_pass(host: PluginHost, pass_: Pass, target: Target, current: Path,
 
 def _side_files(model: Path) -> list[Path]:
     """External data files a model refers to (they travel with it)."""
-    return [model.parent / name for name in read_model_info(model).external_data]
+    return [model.parent / name for name in describe_model(model).external_data]
 
 
 @contextmanager

@@ -57,7 +57,7 @@ class LoadRequest:
     output_names: tuple[str, ...] | None = None
     example_batch: int = 2
     dynamic_batch: bool = True
-    allow_pickle: bool = False  # opt-in to code-executing deserialisation
+    trust_code: bool = False  # opt-in to loading that runs code from the file
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -99,8 +99,10 @@ class ExportResult:
 
     path: Path
     exporter: str
-    opset: int
+    opset: int  # 0 for formats without opsets
     files: list[Path] = field(default_factory=list)  # side files (external data), if any
+    format: str = "onnx"  # "onnx", or e.g. "tflite" for a backend that writes another
+    runner: str | None = None  # runs this format; None: the target's (ONNX) runner
     warnings: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -222,7 +224,10 @@ class Target:
     opset_max: int | None = None
     graph_optimization_level: str = "all"
     tolerance: Tolerance = Tolerance()
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)  # per pass name
+    requires: Requirements = Requirements()
+    enabled: bool = True
+    disabled_reason: str = ""
 
 
 @dataclass

@@ -75,13 +75,12 @@ def verify_artifact(path: Path, source: Any, *, weights: str | Path | None,
     else:
         src = source_from_object(source, origin=repr(type(source)), weights=weights_path)
     backend = pick_backend(host, src, recorded.get("backend"))
-    onnx_facts = first["onnx"]
-    dynamic = bool(onnx_facts.get("dynamic_batch", True))
+    interface = first["interface"]
+    dynamic = bool(interface["dynamic_batch"])
     loaded = backend.load(LoadRequest(
-        source=src,
-        input_names=tuple(t["name"] for t in onnx_facts["inputs"]),
-        output_names=tuple(t["name"] for t in onnx_facts["outputs"]),
-        dynamic_batch=dynamic))
+        source=src, input_names=tuple(interface["inputs"]),
+        output_names=tuple(interface["outputs"]), dynamic_batch=dynamic,
+        options=_recorded_options(first)))
     settings = _settings(manifest_paths[0], overrides)
     checks = [ArtifactCheck(m["target"]["name"], p.parent, check_files(p.parent, m))
               for p, m in zip(manifest_paths, manifests)]
@@ -97,7 +96,7 @@ def verify_artifact(path: Path, source: Any, *, weights: str | Path | None,
             target = _target_of(host, manifest)
             check.verification = verify_candidate(
                 check.directory / manifest["model"], reference,
-                host.get("runner", target.runner),
+                host.get("runner", manifest.get("runner") or target.runner),
                 RunOptions(providers=target.providers, threads=settings.threads,
                            provider_options=target.provider_options,
                            graph_optimization_level=target.graph_optimization_level),
@@ -106,6 +105,11 @@ def verify_artifact(path: Path, source: Any, *, weights: str | Path | None,
     finally:
         session.close()
     return checks
+
+
+def _recorded_options(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Backend options the conversion used that loading needs again (custom objects)."""
+    return dict(manifest["source"].get("load_options") or {})
 
 
 def _target_of(host: PluginHost, manifest: dict[str, Any]):

@@ -41,7 +41,7 @@ def onnxport_register_backends(register):
         description="PyTorch models through torch.onnx: the dynamo exporter (default) or "
                     "the TorchScript exporter",
         accepts="an nn.Module or a factory returning one, a .pt2 ExportedProgram, a "
-                ".pt/.pth pickled model (with --trust-pickle)",
+                ".pt/.pth pickled model (with --trust-code)",
         can_load=can_load,
         load=_load,
         export=_export,

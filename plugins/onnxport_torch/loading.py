@@ -1,7 +1,7 @@
 """Loading a PyTorch source safely and settling its input and output names.
 
 Files are read with `torch.load(weights_only=True)`, which refuses to run code; a
-pickled whole model needs the user's explicit `--trust-pickle`.
+pickled whole model needs the user's explicit `--trust-code`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def load(request: LoadRequest) -> LoadedModel:
         if path.suffix.lower() == ".pt2":
             model = _load_exported_program(path)
         else:
-            model = _load_pickled_model(path, request.allow_pickle)
+            model = _load_pickled_model(path, request.trust_code)
     else:
         model = source.value
     example = source.example_inputs
@@ -84,8 +84,8 @@ def _load_exported_program(path: Path):
                        "save it with torch.export.save(program, path)") from exc
 
 
-def _load_pickled_model(path: Path, allow_pickle: bool):
-    obj = _safe_torch_load(path, what="model file", allow_pickle=allow_pickle)
+def _load_pickled_model(path: Path, trust_code: bool):
+    obj = _safe_torch_load(path, what="model file", trust_code=trust_code)
     if isinstance(obj, torch.nn.Module):
         return obj
     if _state_dict_in(obj) is not None:
@@ -96,18 +96,18 @@ def _load_pickled_model(path: Path, allow_pickle: bool):
     raise BadInput(f"{path} holds a {type(obj).__name__}, not a PyTorch model")
 
 
-def _safe_torch_load(path: Path, *, what: str, allow_pickle: bool = False) -> Any:
+def _safe_torch_load(path: Path, *, what: str, trust_code: bool = False) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only" not in str(exc).lower():
             raise _unreadable(path, what, exc) from exc
-        if not allow_pickle:
+        if not trust_code:
             raise BadInput(
                 f"{path} holds a pickled Python object, and loading it would execute code "
                 "from the file",
                 "save a state_dict and convert a factory with --weights; if you made the "
-                "file yourself or fully trust it, pass --trust-pickle") from exc
+                "file yourself or fully trust it, pass --trust-code") from exc
     except Exception as exc:
         raise _unreadable(path, what, exc) from exc
     try:
