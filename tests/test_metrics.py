@@ -43,13 +43,23 @@ def test_optional_floors_cosine_and_argmax():
     expected = np.array([[0.0, 1.0], [1.0, 0.0]])
     swapped = np.array([[1.0, 0.0], [1.0, 0.0]])
     loose = Tolerance(atol=10, rtol=0, min_argmax_agreement=1.0)
-    result = compare_output("logits", swapped, expected, loose)
+    result = compare_output("logits", swapped, expected, loose, classifier=True)
     assert result.argmax_agreement == 0.5 and not result.passed
     assert "argmax agrees on 50.0%" in result.problem
     assert compare_output("logits", swapped, expected, Tolerance(atol=10)).passed
+    not_declared = compare_output("logits", swapped, expected, loose, classifier=False)
+    assert not_declared.passed and not_declared.argmax_agreement == 0.5
     cosine = compare_output("logits", swapped, expected, Tolerance(atol=10, min_cosine=0.99))
     assert not cosine.passed and "cosine" in cosine.problem
 
 
 def test_argmax_only_for_class_shaped_outputs():
     assert compare_output("y", np.ones(4), np.ones(4), Tolerance()).argmax_agreement is None
+
+
+def test_int8_style_budget_relative_to_the_output_range():
+    expected = np.linspace(0, 10, 50)
+    budget = Tolerance(atol=float("inf"), rtol=0, max_abs_of_range=0.05)
+    assert compare_output("y", expected + 0.4, expected, budget).passed  # 0.4 < 0.5
+    result = compare_output("y", expected + 0.6, expected, budget)
+    assert not result.passed and "0.05 x the source's range 10" in result.problem

@@ -30,7 +30,7 @@ from typing import Any, Iterator
 import pluggy
 
 from . import hookspecs
-from .errors import BadInput, PluginError
+from .errors import BadInput, MissingDependency, PluginError
 from .records import Backend, Pass, Requirements, Runner, Target
 
 ENTRY_POINT_GROUP = "onnxport"
@@ -73,15 +73,20 @@ class Registration:
     plugin: str
     enabled: bool
     reason: str = ""
+    missing: tuple[str, ...] = ()  # modules it needs that are not installed
 
     @property
     def name(self) -> str:
         return self.record.name
 
 
+def missing_modules(requires: Requirements) -> tuple[str, ...]:
+    return tuple(m for m in requires.modules if importlib.util.find_spec(m) is None)
+
+
 def missing_requirement(requires: Requirements) -> str:
     """The reason a record cannot work here, or "" if everything it needs is installed."""
-    missing = [m for m in requires.modules if importlib.util.find_spec(m) is None]
+    missing = missing_modules(requires)
     if not missing:
         return ""
     install = f": pip install 'onnxport[{requires.extra}]'" if requires.extra else ""
@@ -97,6 +102,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self._registry: dict[str, dict[str, Registration]] | None = None
+        self._overrides: list[Registration] = []
         if enable is None:
             enable = {n.strip() for n in os.environ.get(ENABLE_VARIABLE, "").split(",")
                       if n.strip()}
@@ -161,6 +167,15 @@ class PluginHost:
             builtin=distribution == BUILTIN_DISTRIBUTION,
             hooks=sorted(h.name for h in self.pm.get_hookcallers(plugin) or []),
         )
+        self._registry = None
+
+    def override(self, kind: str, record: Any, source: str) -> None:
+        """Put a record in the registry in place of (or beside) the plugins' own: how a
+        user's config file defines and changes targets. `source` is shown as its plugin."""
+        self.registrations(kind)  # build the plugins' registry first
+        self._overrides = [o for o in self._overrides
+                           if (o.kind, o.name) != (kind, record.name)]
+        self._overrides.append(Registration(kind, record, source, True))
         self._registry = None
 
     def enable(self, name: str) -> None:
@@ -228,7 +243,10 @@ class PluginHost:
     def registrations(self, kind: str) -> dict[str, Registration]:
         """Every record of a kind ("backend", "runner", "target", "pass") by name."""
         if self._registry is None:
-            self._registry = self._collect()
+            registry = self._collect()
+            for override in self._overrides:
+                registry[override.kind][override.name] = override
+            self._registry = registry
         return self._registry[kind]
 
     def _collect(self) -> dict[str, dict[str, Registration]]:
@@ -250,10 +268,12 @@ class PluginHost:
         if entry is None:
             known = ", ".join(sorted(entries)) or "none"
             raise BadInput(f"unknown {kind} '{name}'", f"known {kind}s: {known}")
+        if entry.missing:
+            raise MissingDependency(entry.missing[0], entry.record.requires.extra or "all",
+                                    f"the {name} {kind}")
         if not entry.enabled:
-            hint = (None if name in self.enabled_by_user or "not installed" in entry.reason
-                    else f"enable it with --enable {name} or {ENABLE_VARIABLE}={name}")
-            raise BadInput(f"{kind} '{name}' is disabled: {entry.reason}", hint)
+            raise BadInput(f"{kind} '{name}' is disabled: {entry.reason}",
+                           f"enable it with --enable {name} or {ENABLE_VARIABLE}={name}")
         return entry.record
 
     def enabled(self, kind: str) -> list[Any]:
@@ -290,10 +310,13 @@ def _registrar(entries: dict[str, Registration], kind: str, record_type: type,
                 "without a reason",
                 "set disabled_reason to say why and how to enable it",
             )
+        missing: tuple[str, ...] = ()
         if enabled or record.name in enabled_by_user:
-            reason = missing_requirement(getattr(record, "requires", Requirements()))
-            enabled = not reason
-        entries[record.name] = Registration(kind, record, plugin, enabled, reason)
+            requires = getattr(record, "requires", Requirements())
+            missing = missing_modules(requires)
+            reason = missing_requirement(requires) if missing else ""
+            enabled = not missing
+        entries[record.name] = Registration(kind, record, plugin, enabled, reason, missing)
 
     return register
 

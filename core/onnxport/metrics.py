@@ -25,6 +25,7 @@ class OutputComparison:
     max_rel: float
     cosine: float
     argmax_agreement: float | None  # only for [..., classes>=2] outputs
+    classifier: bool  # declared a classifier: its argmax floor applies
     mismatched: int  # elements outside atol + rtol * |source|
     elements: int
     tolerance: Tolerance
@@ -35,7 +36,9 @@ class OutputComparison:
         return asdict(self)
 
 
-def compare_output(name: str, actual, expected, tolerance: Tolerance) -> OutputComparison:
+def compare_output(name: str, actual, expected, tolerance: Tolerance,
+                   classifier: bool = False) -> OutputComparison:
+    """Compare one output; the argmax floor applies only to declared classifiers."""
     actual = np.asarray(actual)
     expected = np.asarray(expected)
     base = dict(name=name, shape=list(actual.shape), expected_shape=list(expected.shape),
@@ -44,7 +47,8 @@ def compare_output(name: str, actual, expected, tolerance: Tolerance) -> OutputC
         nan = float("nan")
         return OutputComparison(
             **base, max_abs=nan, mean_abs=nan, max_rel=nan, cosine=nan,
-            argmax_agreement=None, mismatched=int(expected.size), elements=int(expected.size),
+            argmax_agreement=None, classifier=classifier, mismatched=int(expected.size),
+            elements=int(expected.size),
             passed=False,
             problem=f"shape {list(actual.shape)} where the source gives "
                     f"{list(expected.shape)}")
@@ -74,13 +78,21 @@ def compare_output(name: str, actual, expected, tolerance: Tolerance) -> OutputC
                         f"(max abs {max_abs:.3g})")
     if tolerance.min_cosine is not None and cosine < tolerance.min_cosine:
         problems.append(f"cosine similarity {cosine:.6f} is below {tolerance.min_cosine}")
-    if (tolerance.min_argmax_agreement is not None and agreement is not None
-            and agreement < tolerance.min_argmax_agreement):
+    if tolerance.max_abs_of_range is not None and a.size:
+        finite_e = e[np.isfinite(e)]
+        span = float(finite_e.max() - finite_e.min()) if finite_e.size else 0.0
+        bound = tolerance.max_abs_of_range * (span or float(np.abs(finite_e).max(initial=0)))
+        if max_abs > bound:
+            problems.append(f"max abs {max_abs:.3g} is above {tolerance.max_abs_of_range:g} "
+                            f"x the source's range {span:.3g}")
+    if (classifier and tolerance.min_argmax_agreement is not None
+            and agreement is not None and agreement < tolerance.min_argmax_agreement):
         problems.append(f"argmax agrees on {agreement:.1%}, below "
                         f"{tolerance.min_argmax_agreement:.1%}")
     return OutputComparison(
         **base, max_abs=max_abs, mean_abs=mean_abs, max_rel=max_rel, cosine=cosine,
-        argmax_agreement=agreement, mismatched=mismatched, elements=int(a.size),
+        argmax_agreement=agreement, classifier=classifier, mismatched=mismatched,
+        elements=int(a.size),
         passed=not problems, problem="; ".join(problems))
 
 

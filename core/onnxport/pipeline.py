@@ -18,8 +18,10 @@ from .manifest import build_manifest, build_report
 from .modelinfo import ModelInfo, describe_model
 from .records import (Backend, ExportRequest, ExportResult, InputSpec, LoadedModel,
                       LoadRequest, Pass, PassContext, RunOptions, Source, StageEvent,
-                      Target)
+                      Target, Tolerance)
+from .config import apply_config, find_config
 from .sources import pick_backend
+from .targets import ResolvedTarget, fallback_note, resolve_targets
 from .verification import Reference, Verification, VerificationSettings, verify_candidate
 
 
@@ -39,6 +41,8 @@ class ConversionRequest:
     dynamic_batch: bool = True
     external_data: bool | None = None
     targets: tuple[str, ...] = ("cpu",)
+    pass_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # by pass
+    config: Path | None = None  # None: ./onnxport.toml or [tool.onnxport], if present
     trust_code: bool = False
     overwrite: bool = False
     keep_failed: bool = False
@@ -74,6 +78,7 @@ class TargetArtifact:
     manifest: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     runner: str = "onnxruntime"  # what ran the shipped model in verification
+    requested: str = ""  # the target name the user gave (e.g. "auto")
 
     @property
     def final(self) -> StageResult:
@@ -116,8 +121,12 @@ def run_conversion(request: ConversionRequest, host: PluginHost) -> ConversionRe
     started = time.perf_counter()
     output = Path(request.output)
     check_output_dir(output, request.overwrite)
-    targets = [host.get("target", name) for name in dict.fromkeys(request.targets)]
+    found = find_config(request.config)
+    if found is not None:
+        apply_config(host, *found)
     backend = pick_backend(host, request.source, request.backend)
+    resolved = resolve_targets(host, request.targets, request.pass_options)
+    targets = [r.target for r in resolved]
     exporter, opset = _check_export_choice(backend, targets, request)
     timings: dict[str, float] = {}
     staging = Staging(output)
@@ -139,9 +148,9 @@ def run_conversion(request: ConversionRequest, host: PluginHost) -> ConversionRe
             reference = Reference(source_session, loaded.input_names, loaded.example_inputs,
                                   request.dynamic_batch, request.verification)
             artifacts = [
-                _build_target(host, target, staging.path, exported, loaded, reference,
+                _build_target(host, choice, staging.path, exported, loaded, reference,
                               request, timings)
-                for target in targets
+                for choice in resolved
             ]
         finally:
             source_session.close()
@@ -234,24 +243,27 @@ def _export(backend: Backend, loaded: LoadedModel, export: ExportRequest) -> Exp
     return result
 
 
-def _build_target(host: PluginHost, target: Target, root: Path, exported: ExportResult,
-                  loaded: LoadedModel, reference: Reference, request: ConversionRequest,
-                  timings: dict[str, float]) -> TargetArtifact:
+def _build_target(host: PluginHost, choice: ResolvedTarget, root: Path,
+                  exported: ExportResult, loaded: LoadedModel, reference: Reference,
+                  request: ConversionRequest, timings: dict[str, float]) -> TargetArtifact:
     """Verify the export for this target, run its passes (each verified against the
     source), and put the last model that passed in the target's directory."""
+    target = choice.target
     runner = host.get("runner", exported.runner or target.runner)
     run_options = RunOptions(providers=target.providers,
                              provider_options=target.provider_options,
                              threads=request.verification.threads,
                              graph_optimization_level=target.graph_optimization_level)
 
-    def verified(stage: str, path: Path, settings: dict[str, Any]) -> StageResult:
+    def verified(stage: str, path: Path, settings: dict[str, Any],
+                 budget: Tolerance | None = None) -> StageResult:
         with _stage(host, f"verify {stage}" if stage != "export" else "verify",
                     target.name, timings) as note:
             verification = verify_candidate(
                 path, reference, runner, run_options, loaded.input_names,
                 loaded.output_names, request.dynamic_batch,
-                lambda output: request.verification.tolerance_for(output, target.tolerance))
+                lambda output: (budget if budget is not None else
+                                request.verification.tolerance_for(output, target.tolerance)))
             note["status"] = "ok" if verification.passed else "failed"
             note["detail"] = verification.problem or _max_abs_text(verification)
         return StageResult(stage, "ok" if verification.passed else "failed", path,
@@ -260,6 +272,11 @@ def _build_target(host: PluginHost, target: Target, root: Path, exported: Export
     stages = [verified("export", exported.path,
                        {"exporter": exported.exporter, "opset": exported.opset})]
     warnings: list[str] = []
+    if choice.reason:
+        warnings.append(f"{choice.requested} picked {target.name}: {choice.reason}")
+    fallback = fallback_note(target, stages[0].verification.providers)
+    if fallback:
+        warnings.append(fallback)
     current = exported.path
     work = root / ".work" / target.name
     if exported.format != "onnx" and target.passes:
@@ -267,7 +284,16 @@ def _build_target(host: PluginHost, target: Target, root: Path, exported: Export
                         f"ONNX models and this one is {exported.format}")
     runs_passes = stages[0].status == "ok" and exported.format == "onnx"
     for pass_name in target.passes if runs_passes else ():
-        stage = _run_pass(host, host.get("pass", pass_name), target, current,
+        entry = host.registrations("pass").get(pass_name)
+        if entry is None:
+            stages.append(StageResult(pass_name, "skipped", reason="no plugin provides it"))
+            warnings.append(f"{pass_name} did not run: no installed plugin provides it")
+            continue
+        if not entry.enabled:
+            stages.append(StageResult(pass_name, "skipped", reason=entry.reason))
+            warnings.append(f"{pass_name} did not run: {entry.reason}")
+            continue
+        stage = _run_pass(host, entry.record, target, current,
                           work / pass_name / exported.path.name, timings, verified)
         stages.append(stage)
         if stage.status == "ok":
@@ -284,7 +310,7 @@ def _build_target(host: PluginHost, target: Target, root: Path, exported: Export
     for stage in stages:  # working copies are deleted; the shipped model is in directory
         stage.path = model_path if stage.path == current else None
     artifact = TargetArtifact(target, directory, model_path, stages, {}, warnings,
-                              runner.name)
+                              runner.name, choice.requested)
     artifact.manifest = build_manifest(request, artifact, loaded, exported)
     write_json(directory / "manifest.json", artifact.manifest)
     return artifact
@@ -312,10 +338,19 @@ def _run_pass(host: PluginHost, pass_: Pass, target: Target, current: Path,
     if not outcome.applied:
         return StageResult(pass_.name, "skipped", settings=outcome.settings,
                            reason=outcome.reason or "nothing to do")
-    stage = verified(pass_.name, Path(outcome.path or output_path), outcome.settings)
-    if stage.status != "ok" and pass_.optional:
-        stage.status = "rejected"
-        stage.reason = f"its model failed verification ({stage.verification.problem})"
+    optional = pass_.optional if outcome.optional is None else outcome.optional
+    stage = verified(pass_.name, Path(outcome.path or output_path), outcome.settings,
+                     outcome.tolerance)
+    if stage.status != "ok":
+        if optional:
+            stage.status = "rejected"
+            stage.reason = f"its model failed verification ({stage.verification.problem})"
+        return stage
+    if pass_.accept is not None:
+        keep, why = pass_.accept(current, stage.path, context)
+        stage.reason = why
+        if not keep:
+            stage.status = "rejected"
     return stage
 
 

@@ -182,6 +182,8 @@ class Runner:
     name: str
     description: str
     open: Callable[[Any, RunOptions], RunSession]
+    # For runners with execution providers: () -> (available here, all known names)
+    provider_info: Callable[[], tuple[list[str], list[str]]] | None = None
     requires: Requirements = Requirements()
     enabled: bool = True
     disabled_reason: str = ""
@@ -193,14 +195,17 @@ class Tolerance:
 
     The rule, per element: |onnx - source| <= atol + rtol * |source| (numpy.isclose
     with the source as reference), NaN only where the source has NaN, same shape. The
-    optional floors are checked too when set: cosine similarity over the whole output,
-    and argmax agreement over the last axis (for classifier outputs).
+    optional bounds are checked too when set: cosine similarity over the whole output,
+    argmax agreement over the last axis (only for outputs declared classifiers), and the
+    max abs error as a share of the source output's range. An INT8 budget sets atol to
+    infinity and relies on these bounds instead.
     """
 
     atol: float = 1e-5
     rtol: float = 1e-4
     min_cosine: float | None = None
     min_argmax_agreement: float | None = None
+    max_abs_of_range: float | None = None  # max |error| <= this x (max - min of source)
 
 
 @dataclass(frozen=True)
@@ -209,8 +214,11 @@ class Target:
 
     `providers` are onnxruntime execution providers in priority order;
     `allow_fallback` says whether running on a later one (CPU) is a warning or an error.
-    `passes` names the passes to apply, in order. `tolerance` is the fp32 budget every
-    stage's output is held to, unless the user overrides it.
+    `passes` names the passes to apply, in order; `options` holds each pass's settings
+    by pass name. `tolerance` is the fp32 budget every stage is held to unless the user
+    overrides it; `quantized_tolerance` the budget of a quantized stage. `resolve`, if
+    set, picks a concrete target at run time (e.g. `auto` from the CPU's features) and
+    returns its name and the reason.
     """
 
     name: str
@@ -224,7 +232,11 @@ class Target:
     opset_max: int | None = None
     graph_optimization_level: str = "all"
     tolerance: Tolerance = Tolerance()
-    options: Mapping[str, Any] = field(default_factory=dict)  # per pass name
+    quantized_tolerance: Tolerance = Tolerance(
+        atol=float("inf"), rtol=0.0, min_cosine=0.99, min_argmax_agreement=0.98,
+        max_abs_of_range=0.05)
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by pass
+    resolve: Callable[[], tuple[str, str]] | None = None
     requires: Requirements = Requirements()
     enabled: bool = True
     disabled_reason: str = ""
@@ -243,30 +255,40 @@ class PassContext:
 
 @dataclass
 class PassOutcome:
-    """What a pass did. `applied=False` keeps the previous model (with `reason`)."""
+    """What a pass did. `applied=False` keeps the previous model (with `reason`).
+
+    `tolerance` replaces the target's fp32 budget when the new model is verified (an
+    INT8 model gets the target's `quantized_tolerance`); `optional`, when set, replaces
+    the pass's own `optional` for this run (quantize is required in mode "on", optional
+    in mode "auto").
+    """
 
     applied: bool
     path: Path | None = None
     reason: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    tolerance: Tolerance | None = None
+    optional: bool | None = None
 
 
 @dataclass(frozen=True)
 class Pass:
     """A post-processing step on an ONNX file, applied per target.
 
-    `order` sorts passes when a target does not list them (lower first). `optional`
-    passes that fail keep the previous model and record a warning; a required pass that
-    fails fails the run.
+    `optional` passes that fail (raise, or produce a model that fails verification)
+    keep the previous model and record a warning; a required pass that fails fails the
+    run. `accept(previous_path, candidate_path, context)`, if set, is asked after the
+    candidate passed verification whether to keep it, and returns (keep, reason): for
+    example INT8 kept only when it measures faster than fp32 on this machine.
     """
 
     name: str
     description: str
     run: Callable[[PassContext], PassOutcome]
-    order: int = 100
     applies: Callable[[Target], bool] = lambda target: True
     optional: bool = False
+    accept: Callable[[Path, Path, PassContext], tuple[bool, str]] | None = None
     requires: Requirements = Requirements()
     enabled: bool = True
     disabled_reason: str = ""

@@ -128,13 +128,7 @@ def pick_backend(host: PluginHost, source: Source, name: str | None = None) -> B
             return entry.record
     for entry in registrations:
         if not entry.enabled and _claims(host, entry, source):
-            missing = [m for m in entry.record.requires.modules
-                       if importlib.util.find_spec(m) is None]
-            if missing and entry.record.requires.extra:
-                raise MissingDependency(missing[0], entry.record.requires.extra,
-                                        f"the {entry.name} backend")
-            raise BadInput(f"{source.origin} needs the {entry.name} backend, which is "
-                           f"disabled: {entry.reason}")
+            host.get("backend", entry.name)  # raises: what is missing, or why it is off
     tried = "; ".join(f"{e.name}: {e.record.accepts}" for e in registrations) or "none"
     what = "file" if source.kind == "path" else type(source.value).__name__
     raise BadInput(f"no backend can load {source.origin} ({what})",

@@ -38,6 +38,7 @@ class VerificationSettings:
     output_tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     latency_runs: int = 20
     threads: int | None = None
+    classifiers: frozenset[str] = frozenset()  # outputs whose argmax floor applies
 
     def tolerance_for(self, output: str, default: Tolerance) -> Tolerance:
         return self.output_tolerances.get(output) or self.tolerance or default
@@ -226,7 +227,8 @@ def verify_candidate(
             batches.append(BatchResult(
                 label=label, inputs=describe_inputs(feeds),
                 outputs=[compare_output(name, actual.get(name), expected[name],
-                                        tolerance_for(name))
+                                        tolerance_for(name),
+                                        name in reference.settings.classifiers)
                          for name in expected_outputs]))
         latency = {}
         if reference.settings.latency_runs > 0:

@@ -1,0 +1,87 @@
+"""The built-in deployment targets, with the reasons for their settings.
+
+Quantization settings follow onnxruntime's guidance for dynamic INT8: ARM64 and
+AVX512-VNNI run U8S8 (uint8 activations, int8 weights) natively; AVX2 without VNNI can
+saturate with U8S8, so its weights are quantized with reduce_range (7-bit). Conv is never
+quantized by default: it becomes ConvInteger, which has no kernel for signed weights on
+most builds. GPU targets stay fp32: dynamic INT8 (MatMulInteger) has no CUDA kernel.
+"""
+
+from __future__ import annotations
+
+from onnxport.records import Target
+
+from .cpu_features import pick_target
+
+DEFAULT_OPS = ("MatMul", "Gemm", "LSTM", "Attention", "Gather")
+
+
+def _quantize(mode: str, weight_type: str = "QInt8", reduce_range: bool = False,
+              per_channel: bool = False) -> dict:
+    return {"mode": mode, "weight_type": weight_type, "reduce_range": reduce_range,
+            "per_channel": per_channel, "op_types": list(DEFAULT_OPS),
+            "prefer": "speed"}
+
+
+CPU_PASSES = ("simplify", "quantize")
+
+BUILTIN_TARGETS = [
+    Target(
+        name="cpu",
+        description="any x86-64 or ARM64 CPU, ONNX Runtime's CPU provider, fp32 (the "
+                    "default target)",
+        passes=CPU_PASSES,
+        options={"quantize": _quantize("off")},
+    ),
+    Target(
+        name="arm64",
+        description="ARM64 with NEON (Raspberry Pi 4/5 class): XNNPACK when this "
+                    "onnxruntime has it, else CPU; INT8 U8S8 kept only if faster",
+        providers=("XnnpackExecutionProvider", "CPUExecutionProvider"),
+        passes=CPU_PASSES,
+        options={"quantize": _quantize("auto", "QInt8")},
+    ),
+    Target(
+        name="x86-avx2",
+        description="x86-64 with AVX2, no VNNI: INT8 with 7-bit weights (reduce_range) "
+                    "against saturation, kept only if faster",
+        passes=CPU_PASSES,
+        options={"quantize": _quantize("auto", "QInt8", reduce_range=True)},
+    ),
+    Target(
+        name="x86-avx512-vnni",
+        description="x86-64 with AVX512-VNNI: INT8 U8S8 per channel, kept only if faster",
+        passes=CPU_PASSES,
+        options={"quantize": _quantize("auto", "QInt8", per_channel=True)},
+    ),
+    Target(
+        name="cuda",
+        description="NVIDIA GPU with the CUDA provider, fp32; falls back to CPU (and says "
+                    "so) where CUDA is unavailable",
+        providers=("CUDAExecutionProvider", "CPUExecutionProvider"),
+        passes=("simplify",),
+    ),
+    Target(
+        name="tensorrt",
+        description="NVIDIA GPU with TensorRT, then CUDA, then CPU, fp32; falls back and "
+                    "says so",
+        providers=("TensorrtExecutionProvider", "CUDAExecutionProvider",
+                   "CPUExecutionProvider"),
+        provider_options={"TensorrtExecutionProvider": {"trt_engine_cache_enable": True}},
+        passes=("simplify",),
+    ),
+    Target(
+        name="auto",
+        description="this machine: picks arm64, x86-avx512-vnni, x86-avx2 or cpu from the "
+                    "CPU's features",
+        resolve=pick_target,
+    ),
+]
+
+ALIASES = {"rpi4": "arm64"}
+
+
+def alias(name: str, of: Target) -> Target:
+    from dataclasses import replace
+
+    return replace(of, name=name, description=f"same as {of.name}: {of.description}")
