@@ -94,8 +94,9 @@ def build_parser(host) -> argparse.ArgumentParser:
     _add_verify(sub)
     _add_inspect(sub)
     _add_plugins(sub)
-    host.call("onnxport_register_commands",
-              cli=_CommandRegistry(sub, {"convert", "verify", "inspect", "plugins"}))
+    _add_targets(sub)
+    host.call("onnxport_register_commands", cli=_CommandRegistry(
+        sub, {"convert", "verify", "inspect", "plugins", "targets"}))
     return parser
 
 
@@ -148,7 +149,18 @@ def _add_convert(sub) -> None:
                    help="keep weights in a .data file beside the model (automatic "
                    "above 2 GB, the protobuf limit)")
     p.add_argument("--target", action="append", default=[], metavar="NAME",
-                   help="deployment target (repeatable; default: cpu)")
+                   help="deployment target (repeatable; default: cpu; `onnxport targets` "
+                   "lists them)")
+    p.add_argument("--quantize", choices=("off", "on", "auto"),
+                   help="INT8 dynamic quantization for every target: off, on (fail if "
+                   "the INT8 budget is not met), auto (keep INT8 only if it meets the "
+                   "budget and is faster here); default: each target's own")
+    p.add_argument("--pass-option", action="append", default=[], metavar="PASS.KEY=VALUE",
+                   help="set one option of a pass for every target, e.g. "
+                   "quantize.weight_type=QUInt8 (repeatable; VALUE is parsed as TOML)")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="targets config (default: ./onnxport.toml, else [tool.onnxport] "
+                   "in ./pyproject.toml)")
     v = p.add_argument_group("verification")
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs (0)")
     v.add_argument("--data", type=Path, metavar="FILE.npz",
@@ -165,6 +177,9 @@ def _add_convert(sub) -> None:
                    metavar="OUTPUT:atol=X,rtol=Y",
                    help="tolerance for one output (repeatable); also min_cosine=, "
                    "min_argmax_agreement=")
+    v.add_argument("--classifier", action="append", default=[], metavar="OUTPUT",
+                   help="declare an output a classifier: its argmax agreement is "
+                   "checked against the budget's floor (repeatable)")
     v.add_argument("--latency-runs", type=int, default=20,
                    help="timed runs per model for the latency figures (0 skips)")
     v.add_argument("--threads", type=int, help="intra-op threads for every runner")
@@ -204,6 +219,8 @@ def _run_convert(args) -> int:
         dynamic_batch=not args.static_batch,
         external_data=args.external_data,
         targets=tuple(args.target) or ("cpu",),
+        pass_options=parse_pass_options(args.pass_option, args.quantize),
+        config=args.config,
         trust_code=args.trust_code,
         overwrite=args.overwrite,
         keep_failed=args.keep_failed,
@@ -218,6 +235,7 @@ def _run_convert(args) -> int:
             output_tolerances=dict(parse_tolerance(t) for t in args.tolerance),
             latency_runs=args.latency_runs,
             threads=args.threads,
+            classifiers=frozenset(args.classifier),
         ),
         made_by={"command": shlex.join(["onnxport", *args.argv]), "cwd": str(Path.cwd())},
     )
@@ -267,6 +285,27 @@ def parse_tolerance(text: str) -> tuple[str, Tolerance]:
                        "write it like uncertainties:atol=1e-4,rtol=0")
     base = Tolerance()
     return output, Tolerance(**{**base.__dict__, **fields})
+
+
+def parse_pass_options(items: list[str], quantize: str | None) -> dict[str, dict[str, Any]]:
+    """`PASS.KEY=VALUE` items (VALUE read as TOML, else as a string) and --quantize."""
+    from .config import tomllib
+
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        pass_name, dot, option = key.strip().partition(".")
+        if not sep or not dot or not pass_name or not option:
+            raise BadInput(f"--pass-option {item!r} is not PASS.KEY=VALUE",
+                           "write it like quantize.weight_type=QUInt8")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        options.setdefault(pass_name, {})[option] = value
+    if quantize is not None:
+        options.setdefault("quantize", {})["mode"] = quantize
+    return options
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
@@ -377,4 +416,31 @@ def _run_plugins(args) -> int:
 
     listing = plugin_listing(args.host)
     print(json.dumps(listing, indent=2) if args.json else plugin_table(listing))
+    return ExitCode.OK
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def _add_targets(sub) -> None:
+    p = sub.add_parser("targets", help="list deployment targets and what each does",
+                       description="List every deployment target (built-in, from plugins "
+                       "and from the config file) with its providers, passes, INT8 mode "
+                       "and budget, and what `auto` picks on this machine.")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="targets config (default: ./onnxport.toml, else [tool.onnxport] "
+                   "in ./pyproject.toml)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_run_targets)
+
+
+def _run_targets(args) -> int:
+    from .config import apply_config, find_config
+    from .target_listing import target_listing, target_table
+
+    found = find_config(args.config)
+    if found is not None:
+        apply_config(args.host, *found)
+    listing = target_listing(args.host)
+    print(json.dumps(listing, indent=2) if args.json else target_table(listing))
     return ExitCode.OK

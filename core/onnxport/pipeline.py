@@ -210,6 +210,8 @@ def _check_export_choice(backend: Backend, targets: list[Target],
     if low and high and low > high:
         raise BadInput(f"the targets' opset bounds ({low} to {high}) leave no opset the "
                        f"{chosen} exporter can produce", "convert those targets separately")
+    if opset is None and any(t.opset_max is not None for t in targets):
+        opset = high  # the exporter's own default may be above the target's bound
     return exporter, opset
 
 

@@ -93,15 +93,18 @@ def verify_artifact(path: Path, source: Any, *, weights: str | Path | None,
         reference = Reference(session, loaded.input_names, loaded.example_inputs, dynamic,
                               settings)
         for check, manifest in intact:
-            target = _target_of(host, manifest)
+            recorded_target = manifest["target"]
+            budgets = _recorded_tolerances(manifest)
             check.verification = verify_candidate(
                 check.directory / manifest["model"], reference,
-                host.get("runner", manifest.get("runner") or target.runner),
-                RunOptions(providers=target.providers, threads=settings.threads,
-                           provider_options=target.provider_options,
-                           graph_optimization_level=target.graph_optimization_level),
+                host.get("runner", manifest.get("runner") or recorded_target["runner"]),
+                RunOptions(providers=tuple(recorded_target["providers"]),
+                           threads=settings.threads,
+                           graph_optimization_level=recorded_target[
+                               "graph_optimization_level"]),
                 loaded.input_names, loaded.output_names, dynamic,
-                lambda output: settings.tolerance_for(output, target.tolerance))
+                lambda output, budgets=budgets: budgets.get(output) or
+                settings.tolerance_for(output, Tolerance()))
     finally:
         session.close()
     return checks
@@ -112,12 +115,11 @@ def _recorded_options(manifest: dict[str, Any]) -> dict[str, Any]:
     return dict(manifest["source"].get("load_options") or {})
 
 
-def _target_of(host: PluginHost, manifest: dict[str, Any]):
-    name = manifest["target"]["name"]
-    if name in host.registrations("target"):
-        return host.get("target", name)
-    raise BadInput(f"the artifact was made for target '{name}', which no installed "
-                   "plugin provides", "install the plugin that provides it")
+def _recorded_tolerances(manifest: dict[str, Any]) -> dict[str, Tolerance]:
+    """The budget each output of the shipped model was held to (fp32 or INT8)."""
+    batches = manifest["verification"].get("batches") or []
+    return {out["name"]: Tolerance(**out["tolerance"])
+            for out in (batches[0]["outputs"] if batches else [])}
 
 
 def _settings(manifest_path: Path, overrides: dict[str, Any]) -> VerificationSettings:
@@ -138,6 +140,7 @@ def _settings(manifest_path: Path, overrides: dict[str, Any]) -> VerificationSet
         "output_tolerances": {k: Tolerance(**v) for k, v in
                               recorded.get("output_tolerances", {}).items()},
         "latency_runs": recorded.get("latency_runs", 20),
+        "classifiers": frozenset(recorded.get("classifiers", ())),
     }
     if recorded.get("data"):
         values["data"] = Path(recorded["data"])

@@ -161,7 +161,7 @@ def _relevant_warnings(caught) -> list[str]:
     messages = []
     for warning in caught:
         text = (str(warning.message).strip().splitlines() or [""])[0]
-        internal = str(warning.filename).startswith(internal_dirs)
+        internal = str(warning.filename).startswith((*internal_dirs, "<"))  # "<": fx code
         deprecation = issubclass(warning.category, DeprecationWarning)
         if text and not internal and not deprecation and text not in messages:
             messages.append(text)
