@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Iterable, Sequence
 
 from .modelinfo import ModelInfo
@@ -38,53 +39,101 @@ def ms_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+WIDTH = 100
+
+
 def conversion_summary(result: ConversionResult) -> str:
+    """One row per target and stage, then each shipped model's outputs, then warnings."""
     loaded, exported = result.loaded, result.exported
+    source_ms = next((a.stages[0].verification.latency_ms.get("source")
+                      for a in result.artifacts
+                      if a.stages[0].verification and a.stages[0].verification.latency_ms),
+                     None)
     head = (f"{result.name}: {loaded.framework} {loaded.framework_version} -> ONNX opset "
-            f"{exported.opset} ({loaded.backend}/{exported.exporter})")
-    rows = []
+            f"{exported.opset} ({loaded.backend}/{exported.exporter})"
+            + (f"; source {ms_text(source_ms)} ms at the first batch" if source_ms else ""))
+    rows = [_stage_row(artifact.target.name, stage, source_ms)
+            for artifact in result.artifacts for stage in artifact.stages]
+    header = ["target", "stage", "status", "max|err|", "onnx ms", "speedup", "size",
+              "ran on", "note"]
+    parts = [head, "", _fit(table(header, rows))]
+    parts += ["", outputs_table(result)]
+    warnings = [f"{a.target.name}: {w}" for a in result.artifacts for w in a.warnings]
+    warnings += [f"export: {w}" for w in exported.warnings]
+    if warnings:
+        parts += ["", "warnings:", *(textwrap.fill(w, WIDTH, initial_indent="  ",
+                                                   subsequent_indent="    ")
+                                     for w in warnings)]
     for artifact in result.artifacts:
-        for stage in artifact.stages:
-            v = stage.verification
-            if v is None:
-                rows.append([artifact.target.name, stage.stage, stage.status.upper(),
-                             "-", "-", "-", "-", "-", "-", stage.reason[:30]])
-                continue
-            latency = v.latency_ms or {}
-            source_ms, onnx_ms = latency.get("source"), latency.get("onnx")
-            speedup = f"{source_ms / onnx_ms:.1f}x" if source_ms and onnx_ms else "-"
-            status = {"ok": "PASS", "rejected": "REJECTED"}.get(stage.status, "FAIL")
-            rows.append([artifact.target.name, stage.stage, status,
-                         ",".join(b.label.replace("batch ", "") for b in v.batches) or "-",
-                         error_text(v.max_abs), ms_text(source_ms), ms_text(onnx_ms),
-                         speedup, human_bytes(stage.info.size_bytes),
-                         "/".join(p.replace("ExecutionProvider", "") for p in v.providers)
-                         or "-"])
-    parts = [head, "", table(["target", "stage", "status", "batches", "max|err|",
-                              "src ms", "onnx ms", "speedup", "size", "ran on"], rows)]
-    for artifact in result.artifacts:
-        parts += ["", verification_detail(artifact.target.name, artifact.verification)]
-        parts += [f"warning: {artifact.target.name}: {w}" for w in artifact.warnings]
-    if result.exported.warnings:
-        parts += ["", *(f"warning: {w}" for w in result.exported.warnings)]
+        failed = [c for c in artifact.verification.checks if not c.passed]
+        if failed or not artifact.passed:
+            parts += ["", f"{artifact.target.name}: FAILED: {artifact.verification.problem}"]
     if result.output is not None:
         state = "wrote" if result.passed else "kept the failed candidate in"
         parts += ["", f"{state} {result.output}"]
     return "\n".join(parts)
 
 
+def _stage_row(target: str, stage, source_ms: float | None) -> list[str]:
+    v = stage.verification
+    status = {"ok": "PASS", "rejected": "REJECTED", "skipped": "skipped"}.get(
+        stage.status, "FAIL")
+    if v is None:
+        return [target, stage.stage, status, "-", "-", "-", "-", "-", stage.reason]
+    onnx_ms = (v.latency_ms or {}).get("onnx")
+    speedup = f"{source_ms / onnx_ms:.1f}x" if source_ms and onnx_ms else "-"
+    ran_on = "/".join(p.replace("ExecutionProvider", "") for p in v.providers) or "-"
+    note = stage.reason or ("" if v.passed else v.problem)
+    size = human_bytes(stage.info.size_bytes) if stage.info else "-"
+    return [target, stage.stage, status, error_text(v.max_abs), ms_text(onnx_ms), speedup,
+            size, ran_on, note]
+
+
+def _fit(text: str) -> str:
+    return "\n".join(line if len(line) <= WIDTH else line[:WIDTH - 3] + "..."
+                     for line in text.splitlines())
+
+
+def outputs_table(result: ConversionResult) -> str:
+    """Each shipped model's outputs at their worst batch, with the budget that applied."""
+    rows = []
+    for artifact in result.artifacts:
+        verification = artifact.verification
+        for name, out in verification.worst_by_output().items():
+            rows.append([artifact.target.name, name, "ok" if out.passed else "FAIL",
+                         error_text(out.max_abs), error_text(out.mean_abs),
+                         f"{out.cosine:.6f}", _agreement(out), budget_text(out.tolerance)])
+    header = ["target", "output", "", "max abs", "mean abs", "cosine", "argmax", "budget"]
+    return _fit(table(header, rows)) if rows else "(no outputs compared)"
+
+
+def _agreement(out) -> str:
+    if out.argmax_agreement is None:
+        return "-"
+    return f"{out.argmax_agreement:.0%}" + ("" if out.classifier else " (info)")
+
+
+def budget_text(tol) -> str:
+    parts = [] if tol.atol == float("inf") else [f"atol {tol.atol:g} rtol {tol.rtol:g}"]
+    if tol.min_cosine is not None:
+        parts.append(f"cos>={tol.min_cosine:g}")
+    if tol.max_abs_of_range is not None:
+        parts.append(f"err<={tol.max_abs_of_range:g}xrange")
+    if tol.min_argmax_agreement is not None:
+        parts.append(f"argmax>={tol.min_argmax_agreement:g}")
+    return ", ".join(parts)
+
+
 def verification_detail(target: str, verification: Verification) -> str:
     """Per output: the worst batch's figures and the tolerance that applied."""
     rows = []
     for name, out in verification.worst_by_output().items():
-        tol = out.tolerance
-        agreement = "-" if out.argmax_agreement is None else f"{out.argmax_agreement:.0%}"
         rows.append([f"  {name}", "ok" if out.passed else "FAIL", error_text(out.max_abs),
-                     error_text(out.mean_abs), f"{out.cosine:.6f}", agreement,
-                     f"{tol.atol:g}/{tol.rtol:g}"])
+                     error_text(out.mean_abs), f"{out.cosine:.6f}", _agreement(out),
+                     budget_text(out.tolerance)])
     lines = [f"{target}: outputs (worst batch)",
              table(["  output", "", "max abs", "mean abs", "cosine", "argmax",
-                    "atol/rtol"], rows) if rows else "  (no outputs compared)"]
+                    "budget"], rows) if rows else "  (no outputs compared)"]
     for check in verification.checks:
         if not check.passed:
             lines.append(f"  check {check.name} failed: {check.detail}")
