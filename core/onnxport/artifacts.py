@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -92,7 +93,20 @@ def describe_files(directory: Path, names: list[str]) -> list[dict[str, Any]]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    """Strict JSON any parser reads: infinities and NaN become "inf", "-inf", "nan"."""
+    text = json.dumps(_finite(json.loads(json.dumps(data, default=_jsonable))), indent=2,
+                      allow_nan=False)
+    path.write_text(text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -31,6 +31,7 @@ class OutputComparison:
     tolerance: Tolerance
     passed: bool
     problem: str = ""  # why it failed, in words
+    histogram: dict | None = None  # |error| counts in decades: {"edges": [...], "counts": [...]}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,10 +91,21 @@ def compare_output(name: str, actual, expected, tolerance: Tolerance,
         problems.append(f"argmax agrees on {agreement:.1%}, below "
                         f"{tolerance.min_argmax_agreement:.1%}")
     return OutputComparison(
-        **base, max_abs=max_abs, mean_abs=mean_abs, max_rel=max_rel, cosine=cosine,
+        **base, histogram=error_histogram(checked),
+        max_abs=max_abs, mean_abs=mean_abs, max_rel=max_rel, cosine=cosine,
         argmax_agreement=agreement, classifier=classifier, mismatched=mismatched,
         elements=int(a.size),
         passed=not problems, problem="; ".join(problems))
+
+
+def error_histogram(diff: np.ndarray) -> dict:
+    """Counts of |error| per decade from 1e-12 to 1e2, exact zeros counted apart: small
+    enough for the report, enough to see where a model's error sits."""
+    edges = [10.0 ** k for k in range(-12, 3)]
+    flat = diff.ravel()
+    counts, _ = np.histogram(np.clip(flat[flat > 0], edges[0], edges[-1]), bins=edges)
+    return {"edges": edges, "counts": [int(c) for c in counts],
+            "zeros": int(np.count_nonzero(flat == 0))}
 
 
 def _cosine(a: np.ndarray, e: np.ndarray) -> float:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .artifacts import REPORT, Staging, check_output_dir, write_json
+from .artifacts import Staging, check_output_dir, write_json
+from .reports import write_reports
 from .errors import BadInput, ExportFailed, OnnxportError, VerificationFailed
 from .host import PluginHost
 from .manifest import build_manifest, build_report
@@ -159,7 +160,7 @@ def run_conversion(request: ConversionRequest, host: PluginHost) -> ConversionRe
         passed = all(a.passed for a in artifacts)
         report = build_report(request, name, backend, loaded, exported, artifacts, timings,
                               passed)
-        write_json(staging.path / REPORT, report)
+        write_reports(staging.path, report)
     except BaseException:
         staging.discard()
         raise

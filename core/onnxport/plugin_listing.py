@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .host import PluginHost
-from .summary import table
+from .formatting import table
 
 KINDS = ("backend", "runner", "target", "pass")
 

@@ -207,6 +207,11 @@ class Tolerance:
     min_argmax_agreement: float | None = None
     max_abs_of_range: float | None = None  # max |error| <= this x (max - min of source)
 
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> "Tolerance":
+        """From report/manifest JSON, where infinity is written as the string "inf"."""
+        return cls(**{k: None if v is None else float(v) for k, v in fields.items()})
+
 
 @dataclass(frozen=True)
 class Target:

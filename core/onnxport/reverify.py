@@ -118,7 +118,7 @@ def _recorded_options(manifest: dict[str, Any]) -> dict[str, Any]:
 def _recorded_tolerances(manifest: dict[str, Any]) -> dict[str, Tolerance]:
     """The budget each output of the shipped model was held to (fp32 or INT8)."""
     batches = manifest["verification"].get("batches") or []
-    return {out["name"]: Tolerance(**out["tolerance"])
+    return {out["name"]: Tolerance.from_dict(out["tolerance"])
             for out in (batches[0]["outputs"] if batches else [])}
 
 
@@ -135,9 +135,9 @@ def _settings(manifest_path: Path, overrides: dict[str, Any]) -> VerificationSet
         "batch_sizes": tuple(recorded["batch_sizes"]) if recorded.get("batch_sizes")
         else None,
         "input_ranges": {k: tuple(v) for k, v in recorded.get("input_ranges", {}).items()},
-        "tolerance": Tolerance(**recorded["tolerance"]) if recorded.get("tolerance")
-        else None,
-        "output_tolerances": {k: Tolerance(**v) for k, v in
+        "tolerance": Tolerance.from_dict(recorded["tolerance"])
+        if recorded.get("tolerance") else None,
+        "output_tolerances": {k: Tolerance.from_dict(v) for k, v in
                               recorded.get("output_tolerances", {}).items()},
         "latency_runs": recorded.get("latency_runs", 20),
         "classifiers": frozenset(recorded.get("classifiers", ())),

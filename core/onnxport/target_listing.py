@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from .host import PluginHost
-from .summary import table
+from .formatting import table
 
 
 def target_listing(host: PluginHost) -> list[dict[str, Any]]:

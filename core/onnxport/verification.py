@@ -122,7 +122,7 @@ class Reference:
         self._inputs: dict[str, dict[str, np.ndarray]] = {}
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
         self._build_inputs(dynamic_batch)
-        self.latency_ms: float | None = None
+        self.latency_samples: list[float] | None = None
 
     def _build_inputs(self, dynamic_batch: bool) -> None:
         s = self.settings
@@ -156,15 +156,17 @@ class Reference:
             self._outputs[label] = self.session.run(self._inputs[label])
         return self._outputs[label]
 
-    def source_latency(self) -> float | None:
-        if self.latency_ms is None and self.settings.latency_runs > 0:
-            self.latency_ms = median_latency_ms(
+    def source_latency_samples(self) -> list[float]:
+        """The source model's timed runs, measured once and shared by every candidate."""
+        if self.latency_samples is None:
+            self.latency_samples = latency_samples_ms(
                 self.session, self.inputs(self.labels[0]), self.settings.latency_runs)
-        return self.latency_ms
+        return self.latency_samples
 
 
-def median_latency_ms(session: RunSession, feeds: Mapping[str, Any], runs: int,
-                      warmup: int = 3) -> float:
+def latency_samples_ms(session: RunSession, feeds: Mapping[str, Any], runs: int,
+                       warmup: int = 3) -> list[float]:
+    """Wall time of `runs` calls after `warmup` untimed ones, in milliseconds."""
     for _ in range(warmup):
         session.run(feeds)
     times = []
@@ -172,7 +174,7 @@ def median_latency_ms(session: RunSession, feeds: Mapping[str, Any], runs: int,
         started = time.perf_counter()
         session.run(feeds)
         times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    return times
 
 
 def verify_candidate(
@@ -233,11 +235,15 @@ def verify_candidate(
         latency = {}
         if reference.settings.latency_runs > 0:
             feeds = reference.inputs(reference.labels[0])
+            source_runs = reference.source_latency_samples()
+            onnx_runs = latency_samples_ms(session, feeds, reference.settings.latency_runs)
             latency = {
                 "inputs": reference.labels[0],
                 "runs": reference.settings.latency_runs,
-                "source": reference.source_latency(),
-                "onnx": median_latency_ms(session, feeds, reference.settings.latency_runs),
+                "source": statistics.median(source_runs),
+                "onnx": statistics.median(onnx_runs),
+                "source_samples": [round(t, 5) for t in source_runs],
+                "onnx_samples": [round(t, 5) for t in onnx_runs],
             }
         providers = list(session.providers)
     finally:

@@ -1,0 +1,81 @@
+"""report.md: the run's summary as Markdown tables, to paste into a pull request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .records import Tolerance
+from .formatting import budget_text, error_text, human_bytes, ms_text
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    source, export = report["source"], report["export"]
+    lines = [
+        f"### onnxport: `{report['name']}` {report['status'].upper()}",
+        "",
+        f"{source['framework']} {source['framework_version']} → ONNX opset "
+        f"{export['opset']} ({export['backend']}/{export['exporter']}), from "
+        f"`{source['origin']}`",
+        "",
+        _row(["target", "stage", "status", "max |err|", "onnx ms", "speedup", "size",
+              "ran on", "note"]),
+        _row(["---"] * 9),
+    ]
+    outputs = []
+    for name, target in report["targets"].items():
+        for stage in target["stages"]:
+            v = stage.get("verification") or {}
+            latency = v.get("latency_ms") or {}
+            source_ms, onnx_ms = latency.get("source"), latency.get("onnx")
+            speedup = f"{source_ms / onnx_ms:.1f}x" if source_ms and onnx_ms else "-"
+            ran_on = "/".join(p.replace("ExecutionProvider", "")
+                              for p in v.get("providers", [])) or "-"
+            status = {"ok": "PASS", "failed": "FAIL"}.get(stage["status"],
+                                                          stage["status"].upper())
+            lines.append(_row([name, stage["stage"], status,
+                               error_text(v.get("max_abs")), ms_text(onnx_ms), speedup,
+                               human_bytes(stage.get("size_bytes")), ran_on,
+                               stage.get("reason") or v.get("problem", "")]))
+        shipped = next((s for s in reversed(target["stages"]) if s["status"] == "ok"),
+                       target["stages"][0])
+        outputs += _worst_outputs(name, shipped.get("verification") or {})
+    lines += ["", _row(["target", "output", "max abs", "mean abs", "cosine", "argmax",
+                        "budget"]), _row(["---"] * 7), *outputs]
+    warnings = [f"- {name}: {w}" for name, t in report["targets"].items()
+                for w in t.get("warnings", [])]
+    warnings += [f"- export: {w}" for w in export.get("warnings", [])]
+    if warnings:
+        lines += ["", "**Warnings**", "", *warnings]
+    versions = report["versions"]
+    lines += ["", f"<sub>onnxport {versions.get('onnxport')} · "
+                  + " · ".join(f"{k} {versions[k]}" for k in ("torch", "tensorflow",
+                                                              "onnxruntime")
+                               if k in versions)
+              + f" · {report['machine']['cpu']} · {report['created']}</sub>", ""]
+    return "\n".join(lines)
+
+
+def _worst_outputs(target: str, verification: dict[str, Any]) -> list[str]:
+    worst: dict[str, dict[str, Any]] = {}
+    for batch in verification.get("batches", []):
+        for out in batch["outputs"]:
+            current = worst.get(out["name"])
+            if current is None or _number(out["max_abs"]) > _number(current["max_abs"]):
+                worst[out["name"]] = out
+    rows = []
+    for name, out in worst.items():
+        agreement = out.get("argmax_agreement")
+        rows.append(_row([target, name, error_text(out["max_abs"]),
+                          error_text(out["mean_abs"]), f"{float(out['cosine']):.6f}",
+                          "-" if agreement is None else f"{agreement:.0%}",
+                          budget_text(Tolerance.from_dict(out["tolerance"]))]))
+    return rows
+
+
+def _number(value: Any) -> float:
+    return float(value)
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") if c != "---" else c
+                             for c in cells) + " |"
