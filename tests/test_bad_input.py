@@ -135,8 +135,9 @@ def torchless(tmp_path_factory) -> Path:
             (root / libs.name).symlink_to(libs)
     for name in ("onnxport",):
         (root / name).symlink_to(ROOT / "core" / name)
-    for name in ("onnxport_torch", "onnxport_providers"):
-        (root / name).symlink_to(ROOT / "plugins" / name)
+    for plugin in (ROOT / "plugins").iterdir():
+        if (plugin / "__init__.py").is_file():
+            (root / plugin.name).symlink_to(plugin)
     info = root / "onnxport-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxport\n"
