@@ -246,3 +246,35 @@ def test_records_off_by_default_are_turned_on_explicitly():
     from_env = PluginHost(enable={"experimental"})
     with from_env.registered(OffByDefault(), "off"):
         assert from_env.registrations("target")["experimental"].enabled
+
+
+def test_publishers_are_chosen_by_uri_scheme(tmp_path):
+    import onnxport
+    from onnxport.errors import BadInput as Bad
+    from onnxport.records import Publisher, PublishResult
+
+    published = []
+
+    class Memory:
+        @hookimpl
+        def onnxport_register_publishers(self, register):
+            register(Publisher(
+                name="memory", description="keeps what it is given", schemes=("mem",),
+                publish=lambda request: published.append(request) or PublishResult(
+                    uri=f"mem://{request.name}")))
+
+    host = PluginHost()
+    out = tmp_path / "out"
+    onnxport.convert(factory("autopilot_torch"), output=out, latency_runs=0, host=host)
+    with host.registered(Memory(), "memory"):
+        result = onnxport.publish(out, "mem://shelf", host=host, alias="staging")
+        assert result.uri == "mem://autopilot_torch"
+        (request,) = published
+        assert request.name == "autopilot_torch" and request.options["alias"] == "staging"
+        assert request.manifests[0]["target"]["name"] == "cpu"
+        with pytest.raises(Bad, match="no publisher handles ftp:// URIs"):
+            onnxport.publish(out, "ftp://x", host=host)
+        (out / "cpu" / "autopilot_torch.onnx").write_bytes(b"tampered")
+        with pytest.raises(Bad, match="does not match its manifest"):
+            onnxport.publish(out, "mem://shelf", host=host)
+    assert len(published) == 1

@@ -9,7 +9,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "convert": "api", "verify": "api", "ConversionResult": "api",
+    "convert": "api", "verify": "api", "publish": "api", "pull": "api",
+    "ConversionResult": "api", "Publisher": "records", "PublishRequest": "records",
+    "PublishResult": "records",
     "TargetArtifact": "api", "VerificationSettings": "verification",
     "hookimpl": "host", "PluginHost": "host",
     "Backend": "records", "Runner": "records", "Target": "records", "Pass": "records",

@@ -12,7 +12,8 @@ from .reverify import ArtifactCheck, verify_artifact
 from .sources import source_from_object, source_from_text
 from .verification import VerificationSettings
 
-__all__ = ["convert", "verify", "ConversionResult", "TargetArtifact", "ArtifactCheck"]
+__all__ = ["convert", "verify", "publish", "pull", "ConversionResult", "TargetArtifact",
+           "ArtifactCheck"]
 
 
 def convert(
@@ -104,3 +105,20 @@ def _describe(model: Any) -> str:
     if isinstance(model, (str, Path)):
         return str(model)
     return f"<{type(model).__module__}.{type(model).__qualname__}>"
+
+
+def publish(artifact: str | Path, uri: str, *, host: PluginHost | None = None,
+            **options: Any):
+    """Publish an artifact directory to `uri` (s3://, mlflow://, file://) after checking
+    its files; options: create_bucket, run_id, alias, force. Returns a PublishResult."""
+    from .publishing import publish as publish_artifact
+
+    return publish_artifact(Path(artifact), uri, host or default_host(), options)
+
+
+def pull(uri: str, output: str | Path, *, overwrite: bool = False,
+         host: PluginHost | None = None) -> Path:
+    """Fetch a published artifact into `output`, checked against its manifests."""
+    from .publishing import pull as pull_artifact
+
+    return pull_artifact(uri, Path(output), host or default_host(), overwrite)

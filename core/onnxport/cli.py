@@ -95,8 +95,10 @@ def build_parser(host) -> argparse.ArgumentParser:
     _add_inspect(sub)
     _add_plugins(sub)
     _add_targets(sub)
+    _add_publish(sub)
+    _add_pull(sub)
     host.call("onnxport_register_commands", cli=_CommandRegistry(
-        sub, {"convert", "verify", "inspect", "plugins", "targets"}))
+        sub, {"convert", "verify", "inspect", "plugins", "targets", "publish", "pull"}))
     return parser
 
 
@@ -190,6 +192,10 @@ def _add_convert(sub) -> None:
                    help="keep a candidate that failed verification in DIR.failed")
     o.add_argument("--json", action="store_true", help="print report.json instead of "
                    "the table")
+    o.add_argument("--publish", action="append", default=[], metavar="URI",
+                   help="after a passing conversion, publish the artifact to URI "
+                   "(s3://bucket/prefix, mlflow://model-name, file:///dir; repeatable)")
+    _add_publish_options(o)
     p.set_defaults(handler=_run_convert)
 
 
@@ -256,6 +262,8 @@ def _run_convert(args) -> int:
     finally:
         progress.detach()
     _print_result(result, args.json)
+    for uri in args.publish:
+        _print_published(uri, _publish(args, result.output, uri))
     return ExitCode.OK
 
 
@@ -443,4 +451,76 @@ def _run_targets(args) -> int:
         apply_config(args.host, *found)
     listing = target_listing(args.host)
     print(json.dumps(listing, indent=2) if args.json else target_table(listing))
+    return ExitCode.OK
+
+
+# ----------------------------------------------------------------------------- publish
+
+
+def _add_publish_options(group) -> None:
+    group.add_argument("--create-bucket", action="store_true",
+                       help="S3: create the bucket if it does not exist")
+    group.add_argument("--run-id", help="MLflow: link the model version to this training "
+                       "run")
+    group.add_argument("--alias", help="MLflow: set this alias on the new version (e.g. "
+                       "staging)")
+    group.add_argument("--force", action="store_true",
+                       help="publish again although the same artifact (sha256) is there")
+    group.add_argument("--publish-option", action="append", default=[],
+                       metavar="KEY=VALUE", help="another publisher setting (repeatable)")
+
+
+def _add_publish(sub) -> None:
+    p = sub.add_parser("publish", help="publish an artifact to object storage or a registry",
+                       description="Check an artifact's files against its manifests, then "
+                       "publish it: s3://bucket/prefix (S3-compatible storage, versioned "
+                       "as prefix/NAME/vYYYYMMDD_HHMMSS/), mlflow://REGISTERED-MODEL (a new "
+                       "model version), or file:///dir.")
+    p.add_argument("artifact", type=Path, metavar="DIR")
+    p.add_argument("--to", required=True, action="append", metavar="URI",
+                   help="where to publish (repeatable)")
+    _add_publish_options(p)
+    p.set_defaults(handler=_run_publish)
+
+
+def _run_publish(args) -> int:
+    for uri in args.to:
+        _print_published(uri, _publish(args, args.artifact, uri))
+    return ExitCode.OK
+
+
+def _publish(args, artifact: Path, uri: str):
+    from .publishing import publish
+
+    options: dict[str, Any] = {"create_bucket": args.create_bucket, "run_id": args.run_id,
+                               "alias": args.alias, "force": args.force}
+    for item in args.publish_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--publish-option {item!r} is not KEY=VALUE")
+        options[key.strip()] = value
+    return publish(artifact, uri, args.host, options)
+
+
+def _print_published(uri: str, result) -> None:
+    state = "published" if result.created else "already published"
+    print(f"{state}: {result.uri}")
+
+
+def _add_pull(sub) -> None:
+    p = sub.add_parser("pull", help="fetch a published artifact and check it",
+                       description="Fetch a published artifact by URI (as `onnxport "
+                       "publish` printed it) into DIR, and check every file against its "
+                       "manifest's sha256 before DIR appears.")
+    p.add_argument("uri", metavar="URI")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
+    p.set_defaults(handler=_run_pull)
+
+
+def _run_pull(args) -> int:
+    from .publishing import pull
+
+    path = pull(args.uri, args.output, args.host, overwrite=args.overwrite)
+    print(f"pulled {args.uri} into {path}")
     return ExitCode.OK

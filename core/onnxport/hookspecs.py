@@ -26,7 +26,8 @@ from typing import Callable
 
 import pluggy
 
-from .records import Backend, CommandRegistry, Pass, Runner, StageEvent, Target
+from .records import (Backend, CommandRegistry, Pass, Publisher, Runner, StageEvent,
+                      Target)
 
 hookspec = pluggy.HookspecMarker("onnxport")
 
@@ -96,6 +97,24 @@ def onnxport_register_passes(register: Callable[[Pass], None]) -> None:
         def onnxport_register_passes(register):
             register(Pass(name="fp16", description="convert weights to float16",
                           run=to_fp16, applies=lambda t: "CUDAExecutionProvider" in t.providers))
+    """
+
+
+@hookspec
+def onnxport_register_publishers(register: Callable[[Publisher], None]) -> None:
+    """Register places artifacts are published to and pulled from, by URI scheme.
+
+    `onnxport publish DIR --to URI` picks the publisher whose `schemes` include the URI's
+    scheme (`s3`, `mlflow`, `file`). The core checks the artifact's files against its
+    manifests before `publish` is called and after `pull` has fetched them. Return
+    nothing.
+
+    Example::
+
+        @hookimpl
+        def onnxport_register_publishers(register):
+            register(Publisher(name="s3", description="S3-compatible object storage",
+                               schemes=("s3",), publish=upload, pull=download))
     """
 
 

@@ -31,7 +31,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import BadInput, MissingDependency, PluginError
-from .records import Backend, Pass, Requirements, Runner, Target
+from .records import Backend, Pass, Publisher, Requirements, Runner, Target
 
 ENTRY_POINT_GROUP = "onnxport"
 BUILTIN_DISTRIBUTION = "onnxport"
@@ -49,6 +49,7 @@ _KINDS: dict[str, tuple[type, str]] = {
     "onnxport_register_runners": (Runner, "runner"),
     "onnxport_register_targets": (Target, "target"),
     "onnxport_register_passes": (Pass, "pass"),
+    "onnxport_register_publishers": (Publisher, "publisher"),
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from .host import PluginHost
 from .formatting import table
 
-KINDS = ("backend", "runner", "target", "pass")
+KINDS = ("backend", "runner", "target", "pass", "publisher")
 
 
 def plugin_listing(host: PluginHost) -> dict[str, Any]:

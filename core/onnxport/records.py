@@ -299,6 +299,53 @@ class Pass:
     disabled_reason: str = ""
 
 
+# --------------------------------------------------------------------------- publishing
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    """Publish one artifact directory (checked against its manifests first) to `uri`.
+
+    `options` carries the publisher's settings from the user: `create_bucket`, `run_id`,
+    `alias`, `force` (publish again although the same sha256 is there), and any other
+    `--publish-option KEY=VALUE`.
+    """
+
+    artifact: Path
+    uri: str
+    name: str
+    manifests: list[dict[str, Any]]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PublishResult:
+    """Where the artifact now is (a URI `onnxport pull` accepts) and what was done."""
+
+    uri: str
+    created: bool = True  # False: an identical artifact was already there
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """A place artifacts are published to and pulled from, chosen by URI scheme.
+
+    `publish(request)` uploads or registers; `pull(uri, destination)` fetches a published
+    artifact into the empty directory `destination` (the core then checks every file
+    against its manifest's sha256).
+    """
+
+    name: str
+    description: str
+    schemes: tuple[str, ...]
+    publish: Callable[[PublishRequest], PublishResult]
+    pull: Callable[[str, Path], None] | None = None
+    requires: Requirements = Requirements()
+    enabled: bool = True
+    disabled_reason: str = ""
+
+
 # --------------------------------------------------------------------------- lifecycle
 
 

@@ -320,7 +320,7 @@ class InferenceModel:
             raise ArtifactNotFound(f"{self.path} is missing (the manifest names it)",
                                    "copy the whole target directory")
 
-        wanted = self._wanted_providers(providers, target_info)
+        asked, wanted = self._wanted_providers(providers, target_info)
         level = graph_optimization_level or target_info.get("graph_optimization_level",
                                                             "all")
         if level not in _LEVELS or not hasattr(ort.GraphOptimizationLevel, _LEVELS[level]):
@@ -341,9 +341,9 @@ class InferenceModel:
         except Exception as error:  # onnxruntime's own exception types
             raise self._load_error(error) from error
 
-        self.requested_providers = [name for name, _ in wanted]
+        self.requested_providers: list[str] = asked
         self.providers: list[str] = list(self.session.get_providers())
-        preferred = (self.requested_providers or ["CPUExecutionProvider"])[0]
+        preferred = (asked or ["CPUExecutionProvider"])[0]
         self.fallback = "" if preferred in self.providers else (
             f"asked {preferred}, running on {self.providers[0]}: {preferred} is not "
             "available in this onnxruntime build")
@@ -364,7 +364,10 @@ class InferenceModel:
 
     @staticmethod
     def _wanted_providers(providers: Providers | None,
-                          target_info: Mapping[str, Any]) -> list[tuple[str, dict]]:
+                          target_info: Mapping[str, Any]
+                          ) -> tuple[list[str], list[tuple[str, dict]]]:
+        """The providers asked for, and those to open the session with (available ones,
+        CPU last)."""
         if providers is None:
             names = list(target_info.get("providers") or ["CPUExecutionProvider"])
             options = target_info.get("provider_options") or {}
@@ -390,7 +393,7 @@ class InferenceModel:
         wanted = [(n, o) for n, o in asked if n in available]
         if "CPUExecutionProvider" not in [n for n, _ in wanted]:
             wanted.append(("CPUExecutionProvider", {}))
-        return wanted
+        return [n for n, _ in asked], wanted
 
     def _load_error(self, error: Exception) -> ArtifactError:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else \
