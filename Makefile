@@ -26,8 +26,9 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -m ''
 
+# Reproduce the reference models' published figures; rewrites docs/benchmarks.md.
 bench: setup
-	$(BIN)/python benchmarks/reference_models.py
+	$(BIN)/python benchmarks/zoo_figures.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -30,6 +30,9 @@ def convert(
     exporter: str | None = None,
     opset: int | None = None,
     targets: Iterable[str] = ("cpu",),
+    quantize: str | None = None,
+    pass_options: Mapping[str, Mapping[str, Any]] | None = None,
+    config: str | Path | None = None,
     dynamic_batch: bool = True,
     external_data: bool | None = None,
     seed: int = 0,
@@ -37,6 +40,7 @@ def convert(
     input_ranges: Mapping[str, tuple[float, float]] | None = None,
     tolerance: Tolerance | None = None,
     output_tolerances: Mapping[str, Tolerance] | None = None,
+    classifiers: Iterable[str] | None = None,
     batch_sizes: Iterable[int] | None = None,
     latency_runs: int = 20,
     threads: int | None = None,
@@ -74,6 +78,8 @@ def convert(
         dynamic_batch=dynamic_batch,
         external_data=external_data,
         targets=tuple(targets),
+        pass_options=_pass_options(pass_options, quantize),
+        config=Path(config) if config is not None else None,
         trust_code=trust_code,
         backend_options={"custom_objects": custom_objects} if custom_objects else {},
         overwrite=overwrite,
@@ -87,6 +93,7 @@ def convert(
             output_tolerances=dict(output_tolerances or {}),
             latency_runs=latency_runs,
             threads=threads,
+            classifiers=frozenset(classifiers or ()),
         ),
         made_by={"call": f"onnxport.convert({_describe(model)}, output={str(output)!r})"},
     )
@@ -99,6 +106,14 @@ def verify(artifact: str | Path, source: Any = None, *, weights: str | Path | No
     its models against the source (by default the one recorded in the manifest)."""
     return verify_artifact(Path(artifact), source, weights=weights,
                            host=host or default_host(), **settings)
+
+
+def _pass_options(options: Mapping[str, Mapping[str, Any]] | None,
+                  quantize: str | None) -> dict[str, dict[str, Any]]:
+    merged = {name: dict(values) for name, values in (options or {}).items()}
+    if quantize is not None:
+        merged.setdefault("quantize", {})["mode"] = quantize
+    return merged
 
 
 def _describe(model: Any) -> str:
