@@ -31,6 +31,12 @@ def error_text(value: float | str | None) -> str:
     return "-" if value is None else f"{value:.1e}"
 
 
+def cosine_text(value: float | str | None) -> str:
+    if isinstance(value, str) or value is None:
+        return value or "-"
+    return f"{value:.6f}"
+
+
 def ms_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 

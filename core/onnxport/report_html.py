@@ -15,7 +15,7 @@ import io
 from typing import Any
 
 from .records import Tolerance
-from .formatting import budget_text, error_text, human_bytes, ms_text
+from .formatting import budget_text, cosine_text, error_text, human_bytes, ms_text
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -151,7 +151,7 @@ def _outputs_table(v: dict[str, Any]) -> str:
                 _e(batch["label"]), _e(out["name"]), _badge("ok" if out["passed"]
                                                              else "failed"),
                 error_text(out["max_abs"]), error_text(out["mean_abs"]),
-                error_text(out["max_rel"]), f"{out['cosine']:.6f}",
+                error_text(out["max_rel"]), cosine_text(out["cosine"]),
                 "-" if agreement is None else f"{agreement:.0%}"
                 + ("" if out.get("classifier") else " (info)"),
                 _e(budget_text(Tolerance.from_dict(out["tolerance"]))),

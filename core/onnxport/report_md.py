@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .records import Tolerance
-from .formatting import budget_text, error_text, human_bytes, ms_text
+from .formatting import budget_text, cosine_text, error_text, human_bytes, ms_text
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -66,7 +66,7 @@ def _worst_outputs(target: str, verification: dict[str, Any]) -> list[str]:
     for name, out in worst.items():
         agreement = out.get("argmax_agreement")
         rows.append(_row([target, name, error_text(out["max_abs"]),
-                          error_text(out["mean_abs"]), f"{float(out['cosine']):.6f}",
+                          error_text(out["mean_abs"]), cosine_text(out["cosine"]),
                           "-" if agreement is None else f"{agreement:.0%}",
                           budget_text(Tolerance.from_dict(out["tolerance"]))]))
     return rows
