@@ -97,8 +97,11 @@ def build_parser(host) -> argparse.ArgumentParser:
     _add_targets(sub)
     _add_publish(sub)
     _add_pull(sub)
+    _add_bench(sub)
+    _add_diagnose(sub)
     host.call("onnxport_register_commands", cli=_CommandRegistry(
-        sub, {"convert", "verify", "inspect", "plugins", "targets", "publish", "pull"}))
+        sub, {"convert", "verify", "inspect", "plugins", "targets", "publish", "pull",
+              "bench", "diagnose"}))
     return parser
 
 
@@ -190,6 +193,9 @@ def _add_convert(sub) -> None:
                    help="replace an existing artifact directory")
     o.add_argument("--keep-failed", action="store_true",
                    help="keep a candidate that failed verification in DIR.failed")
+    o.add_argument("--diagnose", action="store_true",
+                   help="when verification fails, locate the first node whose output "
+                   "diverges (keeps the failed candidate in DIR.failed, as --keep-failed)")
     o.add_argument("--json", action="store_true", help="print report.json instead of "
                    "the table")
     o.add_argument("--publish", action="append", default=[], metavar="URI",
@@ -229,7 +235,7 @@ def _run_convert(args) -> int:
         config=args.config,
         trust_code=args.trust_code,
         overwrite=args.overwrite,
-        keep_failed=args.keep_failed,
+        keep_failed=args.keep_failed or args.diagnose,
         backend_options={"custom_objects": args.custom_object} if args.custom_object
         else {},
         verification=VerificationSettings(
@@ -256,7 +262,10 @@ def _run_convert(args) -> int:
         result = run_conversion(ConversionRequest(source=source, **request_kwargs),
                                 args.host)
     except VerificationFailed as exc:
-        if exc.result is not None:
+        if exc.result is not None and args.diagnose:
+            progress.detach()
+            _print_diagnosed(args, exc.result)
+        elif exc.result is not None:
             _print_result(exc.result, args.json)
         raise
     finally:
@@ -524,3 +533,168 @@ def _run_pull(args) -> int:
     path = pull(args.uri, args.output, args.host, overwrite=args.overwrite)
     print(f"pulled {args.uri} into {path}")
     return ExitCode.OK
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="measure latency, throughput, load time and memory of a model",
+        description="Measure each target of an artifact (or a bare .onnx under each "
+        "provider, and optionally the source framework), each in a fresh process: "
+        "latency p50/p90/p99 after warm-up, throughput at the batch size, load time and "
+        "peak resident memory. A table for people, --json for machines.")
+    p.add_argument("model", type=Path, metavar="MODEL.onnx|DIR")
+    p.add_argument("--target", action="append", default=[], metavar="NAME",
+                   help="bench only this target of the artifact (repeatable; default: all)")
+    p.add_argument("--providers", metavar="A,B",
+                   help="execution providers, each benched as its own row (default: the "
+                   "target's, or CPUExecutionProvider for a bare .onnx)")
+    p.add_argument("--batch", type=int, help="batch size of the inputs (default 1, or the "
+                   "model's fixed batch)")
+    p.add_argument("--threads", type=int, help="intra-op threads for every row (default: "
+                   "every CPU this process may use)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (10)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs (100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (0)")
+    p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",
+                   help="the full shape of an input whose axes the model leaves free "
+                   "(repeatable)")
+    p.add_argument("--source", help="also bench this source (a factory or model file) "
+                   "in its framework's runner")
+    p.add_argument("--with-source", action="store_true",
+                   help="also bench the source the artifact's manifest records")
+    p.add_argument("--weights", type=Path, help="weights for the source (default: the "
+                   "manifest's)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args) -> int:
+    from .bench import BenchSettings, bench_json, bench_table, make_feeds, plan, run_bench
+    from .inputs import parse_input_spec
+
+    for flag, value, low in (("--warmup", args.warmup, 0), ("--runs", args.runs, 1),
+                             ("--threads", args.threads, 1), ("--batch", args.batch, 1)):
+        if value is not None and value < low:
+            raise BadInput(f"{flag} {value}: must be at least {low}")
+    settings = BenchSettings(batch=args.batch, threads=args.threads, warmup=args.warmup,
+                             runs=args.runs, seed=args.seed,
+                             inputs=tuple(parse_input_spec(s) for s in args.input))
+    cases, infos, shapes, ranges, dynamic = plan(
+        args.model, args.host, targets=tuple(args.target),
+        providers=_names(args.providers) or (), source=args.source,
+        with_source=args.with_source, weights=args.weights)
+    feeds, batch = make_feeds(infos, shapes, ranges, dynamic, settings)
+    results = run_bench(cases, feeds, batch, settings, args.host)
+    if args.json:
+        print(json.dumps(bench_json(results, settings, batch), indent=2))
+    else:
+        print(bench_table(results, settings, batch))
+    failed = [r for r in results if r.error]
+    if failed:
+        print(f"onnxport: error: {failed[0].label} could not be measured: "
+              f"{failed[0].error}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    return ExitCode.OK
+
+
+# ----------------------------------------------------------------------------- diagnose
+
+
+def _add_diagnose(sub) -> None:
+    p = sub.add_parser(
+        "diagnose", help="locate the first node whose output diverges",
+        description="Find where a model goes wrong: the first node (in topological order) "
+        "whose output is out of tolerance, with its op type, its inputs' shapes and the "
+        "error. For an artifact (or the DIR.failed a failed conversion kept), a target "
+        "whose pass failed is compared with the model the pass started from, any other "
+        "with the source framework, layer by layer. For a bare .onnx, give --reference "
+        "(the model a pass started from) or --source (the model it was exported from).",
+        epilog="exit codes: 0 nothing diverges, 3 a divergence was located, 2 bad input")
+    p.add_argument("model", type=Path, metavar="MODEL.onnx|DIR")
+    p.add_argument("--reference", type=Path, metavar="MODEL.onnx",
+                   help="compare with this ONNX model (the one a pass started from)")
+    p.add_argument("--source", help="compare with this source (a factory or model file; "
+                   "default for an artifact: the manifest's)")
+    p.add_argument("--weights", type=Path, help="weights for the source (default: the "
+                   "manifest's)")
+    p.add_argument("--target", action="append", default=[], metavar="NAME",
+                   help="diagnose only this target of the artifact (repeatable)")
+    p.add_argument("--batch", type=int, default=1,
+                   help="batch size of the inputs for a bare .onnx (default 1)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random inputs for a bare .onnx (0)")
+    p.add_argument("--data", type=Path, metavar="FILE.npz",
+                   help="inputs for a bare .onnx: one array per input name")
+    p.add_argument("--atol", type=float, help="absolute tolerance for every tensor "
+                   "(default: the failing output's budget)")
+    p.add_argument("--rtol", type=float, help="relative tolerance for every tensor")
+    p.add_argument("--threads", type=int, help="intra-op threads for every runner")
+    p.add_argument("--all", action="store_true", help="list every compared tensor")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_run_diagnose)
+
+
+def _run_diagnose(args) -> int:
+    from .diagnose import diagnose_artifact, diagnose_files
+
+    path: Path = args.model
+    if not path.exists():
+        raise BadInput(f"{path} does not exist")
+    if path.is_file():
+        if args.target:
+            raise BadInput("--target applies to an artifact directory, not a bare .onnx")
+        diagnoses = [diagnose_files(
+            path, args.host, reference=args.reference, source=args.source,
+            weights=args.weights, batch=args.batch, seed=args.seed, data=args.data,
+            atol=args.atol, rtol=args.rtol, threads=args.threads)]
+    else:
+        if args.reference is not None:
+            raise BadInput("--reference applies to a bare .onnx file",
+                           "for an artifact, the model before the failing pass is the "
+                           "reference")
+        diagnoses = diagnose_artifact(path, args.host, source=args.source,
+                                      weights=args.weights, targets=tuple(args.target),
+                                      atol=args.atol, rtol=args.rtol, threads=args.threads)
+    _print_diagnoses(diagnoses, args.json, getattr(args, "all", False))
+    located = any(d.first is not None or d.outputs_diverge or d.problem for d in diagnoses)
+    return ExitCode.VERIFICATION_FAILED if located else ExitCode.OK
+
+
+def _print_diagnoses(diagnoses, as_json: bool, show_all: bool = False) -> None:
+    from .diagnose import diagnosis_text
+
+    if as_json:
+        data = [d.to_dict() for d in diagnoses]
+        print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
+    else:
+        print("\n\n".join(diagnosis_text(d, show_all) for d in diagnoses))
+
+
+def _print_diagnosed(args, result) -> None:
+    """`convert --diagnose` after a failed verification: the summary, then where each
+    failed target goes wrong (also written to DIR.failed/diagnosis.json)."""
+    from .diagnose import diagnose_conversion, diagnosis_text
+    from .summary import conversion_summary
+
+    diagnoses = []
+    try:
+        keep = result.output / "diagnose" if result.output is not None else None
+        diagnoses = diagnose_conversion(result, args.host, threads=args.threads, keep=keep)
+    except Exception as exc:  # the verification failure stays the error to report
+        if "--debug" in args.argv:
+            traceback.print_exc()
+        print(f"onnxport: diagnosis failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    data = [d.to_dict() for d in diagnoses]
+    if result.output is not None and data:
+        from .artifacts import write_json
+
+        write_json(result.output / "diagnosis.json", data)
+    if args.json:
+        print(json.dumps({**result.report, "diagnosis": data}, indent=2, default=str))
+        return
+    print(conversion_summary(result))
+    for diagnosis in diagnoses:
+        print("\n" + diagnosis_text(diagnosis))

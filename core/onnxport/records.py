@@ -148,6 +148,26 @@ class Requirements:
     extra: str | None = None
 
 
+@dataclass
+class Intermediate:
+    """A value the source framework computed inside the model, and where the same value
+    is in the ONNX graph: what a backend's `capture_intermediates` returns, for
+    `onnxport diagnose` to find the first layer whose export changed the numerics.
+
+    `values` are the layer's outputs as the source computed them (flattened, in order);
+    `tensors` the candidate ONNX tensors that leave the layer's scope, in graph order
+    (the core pairs them with `values` by shape once the ONNX model has run); `nodes`
+    the ONNX nodes that belong to this layer itself, not to a sub-layer.
+    """
+
+    scope: str  # the layer's path in the source model; "" is the whole model
+    description: str  # what it is, e.g. its class
+    values: list[Any]  # numpy arrays
+    tensors: list[str]
+    nodes: list[str] = field(default_factory=list)
+    call: int = 0  # which call, for a layer used more than once
+
+
 @dataclass(frozen=True)
 class Backend:
     """A converter from one framework's models to ONNX.
@@ -155,6 +175,9 @@ class Backend:
     `can_load(source)` must be cheap and must not import the framework (look at
     suffixes and type names); the core asks every enabled backend in turn and uses the
     first that says yes. `load` and `export` may import the framework.
+    `capture_intermediates(loaded, feeds, onnx_path)`, optional, runs the source on the
+    feeds and returns each layer's outputs with the ONNX tensors that hold the same
+    values (a list of `Intermediate`, in run order), for `onnxport diagnose`.
     """
 
     name: str
@@ -166,6 +189,8 @@ class Backend:
     runner: str  # the Runner that executes the source model for verification
     exporters: tuple[str, ...] = ()  # variants; the first is the default
     opsets: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # per exporter
+    capture_intermediates: Callable[[LoadedModel, Mapping[str, Any], Path],
+                                    list[Intermediate]] | None = None
     requires: Requirements = Requirements()
     enabled: bool = True
     disabled_reason: str = ""

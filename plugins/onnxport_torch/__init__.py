@@ -28,6 +28,12 @@ def _export(loaded, request):
     return export(loaded, request)
 
 
+def _capture(loaded, feeds, onnx_path):
+    from .intermediates import capture_intermediates
+
+    return capture_intermediates(loaded, feeds, onnx_path)
+
+
 def _open(loaded, options):
     from .running import TorchSession
 
@@ -48,6 +54,7 @@ def onnxport_register_backends(register):
         runner="torch",
         exporters=EXPORTERS,
         opsets=OPSETS,
+        capture_intermediates=_capture,
         requires=REQUIRES,
     ))
 

@@ -91,33 +91,268 @@ def _export_torchscript(model, args, path: Path, loaded: LoadedModel,
 
 
 def translate_export_error(exc: Exception, exporter: str, opset: int | None) -> Exception:
-    """The common export failures, in words a user can act on."""
-    text = f"{exc}\n{exc.__cause__ or ''}"
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    unsupported = re.search(r"operator '([\w:.]+)' to ONNX opset version (\d+)", text)
-    if unsupported:
-        op, at = unsupported.groups()
-        added = re.search(r"added in version (\d+)", text)
-        hint = (f"convert with --opset {added.group(1)} or later" if added else
-                "replace it in the model with supported ops, or try the other exporter")
-        return ExportFailed(f"the operator {op} cannot be exported at opset {at}", hint)
-    if re.search(r"data.dependent|GuardOnDataDependent|Could not guard on data", text,
-                 re.IGNORECASE):
+    """The common export failures, in words a user can act on: an unsupported operator
+    (named, with the opset or exporter that has it), data-dependent control flow (where,
+    and what to write instead), a batch size fixed inside the model, and input or output
+    names deployment code could not look up. The original error stays chained (`raise
+    ... from`), so `--debug` shows it in full."""
+    text = "\n".join(_plain(str(e)) for e in _chain(exc))
+    summary = _summary(exc)
+    where = _where(exc)
+    at = f" at {where}" if where else ""
+
+    names = re.search(r"(Input|Output) names cannot be duplicated: \[([^\]]*)\]", text)
+    if names:
+        kind, repeated = names.group(1).lower(), names.group(2)
+        flag = "--input-names" if kind == "input" else "--output-names"
         return ExportFailed(
-            "the model has data-dependent control flow (a Python branch or loop on tensor "
-            f"values), which the {exporter} exporter cannot trace: {first}",
-            "use torch.where or torch.cond instead of if on tensor values")
-    if re.search(r"Constraints violated|specializ|not dynamic", text, re.IGNORECASE):
+            f"two ONNX {kind}s would both be named {repeated}: deployment code looks "
+            f"{kind}s up by name (the course module's 'Input name not found'), so each "
+            "needs its own",
+            f"give every {kind} a distinct name, in forward()'s order, with {flag} A,B")
+
+    unsupported = _unsupported_operator(text, exc)
+    if unsupported is not None:
+        op, at_opset, added = unsupported
+        node = _fx_node(exc)
+        original = node.meta.get("original_aten") if node is not None else None
+        if original is not None:  # what the user called, before torch decomposed it
+            name = str(original).rpartition(".")[0].replace(".", "::", 1)
+            op = op if name == op else f"{name} ({op} after decomposition)"
+        if added:
+            return ExportFailed(
+                f"the operator {op}{at} cannot be exported at opset {at_opset}: ONNX has "
+                f"it from opset {added}", f"convert with --opset {added} or later")
+        other = _other_exporter_support(op.split(" ")[0], exporter, exc)
+        opset_text = f" at opset {at_opset}" if at_opset else ""
+        message = (f"the operator {op}{at} has no ONNX translation in the {exporter} "
+                   f"exporter{opset_text}")
+        if other:
+            return ExportFailed(message, other)
+        return ExportFailed(message + ", and neither exporter has it at any opset",
+                            "replace it in the model with ops ONNX has (or register a "
+                            "custom translation), then convert again")
+
+    if re.search(r"data.dependent|GuardOnDataDependent|Could not guard on data",
+                 text, re.IGNORECASE):
+        code = (where.rpartition(": ")[2] if where else "").strip("`")
+        if re.match(r"\s*(while|for)\b", code):
+            fix = ("run the loop a fixed number of times (or unroll it), or express it "
+                   "with torch.while_loop / tensor ops")
+        elif ".item()" in code or re.search(r"\b(int|float|bool)\(", code):
+            fix = "keep the value a tensor instead of turning it into a Python number"
+        else:
+            fix = ("compute both branches and pick with torch.where(condition, a, b), or "
+                   "use torch.cond")
         return ExportFailed(
-            f"the model fixes the batch dimension, so it cannot be exported with a "
-            f"dynamic batch: {first}",
-            "use x.shape[0] or -1 in reshape/view instead of a constant, or pass "
-            "--static-batch")
+            f"the model has data-dependent control flow{at}: the {exporter} exporter "
+            "cannot trace a Python branch or loop on tensor values", fix)
+
+    if _lost_batch(text):
+        return ExportFailed(
+            f"the model fixes the batch size{at}, so it cannot be exported with a dynamic "
+            f"batch ({summary}); onnxport traces a dynamic batch with at least 2 rows, so "
+            "a tensor made for batch 1 (an initial state, a buffer) no longer fits",
+            "build such tensors from the input inside forward() (e.g. "
+            "torch.zeros(1, x.shape[0], hidden)) and use x.shape[0] or -1 instead of a "
+            "constant in reshape/view; or convert with --static-batch")
+
     if re.search(r"opset", text, re.IGNORECASE) and opset is not None:
         return ExportFailed(f"the {exporter} exporter cannot produce opset {opset}: "
-                            f"{first}", "choose another --opset")
-    return ExportFailed(f"torch.onnx ({exporter}) failed: {type(exc).__name__}: {first}",
+                            f"{summary}", "choose another --opset")
+    return ExportFailed(f"torch.onnx ({exporter}) failed{at}: {summary}",
                         "run with --debug for the exporter's full error")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it was raised from or during, outermost first."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 20:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _summary(exc: BaseException) -> str:
+    """One line: the innermost error's type and first line, without torch's boilerplate
+    ("This is step 1/3 ... Next steps: ...")."""
+    inner = _chain(exc)[-1]
+    lines = [line.strip() for line in _plain(str(inner)).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    match = re.search(r"<class '([\w.]+)'>: (.+)", _plain(str(exc)))
+    if match and inner is exc:
+        name, first = match.group(1).rpartition(".")[2], match.group(2).strip()
+        return f"{name}: {first}"[:300]
+    return f"{type(inner).__name__}: {first}"[:300]
+
+
+def _user_frame(exc: BaseException):
+    """The deepest frame of the user's code in the tracebacks (not torch, onnxport or
+    the standard library), as a traceback.FrameSummary."""
+    import traceback
+
+    internal = _internal_dirs()
+    torch_dir = _package_dir("torch")
+    found = None
+    for error in reversed(_chain(exc)):  # innermost first
+        inside_torch = False  # only code torch called counts: the model, not the caller
+        for frame in traceback.extract_tb(error.__traceback__):
+            if frame.filename.startswith(torch_dir):
+                inside_torch = True
+            elif inside_torch and not frame.filename.startswith((*internal, "<")):
+                found = frame
+        if found is not None:
+            return found
+    return None
+
+
+def _where(exc: BaseException) -> str:
+    """`file.py:LINE in function: `code`` for the line of the user's model that made
+    the exporter fail, from what torch reports, else from the tracebacks."""
+    text = _plain("\n".join(str(e) for e in _chain(exc)))
+    call = re.search(r'The following call raised this error:\s*\n\s*File "([^"]+)", line '
+                     r'(\d+), in (\w+)\s*\n\s*(.+)', text)
+    if call:
+        path, line, function, code = call.groups()
+        return f"{Path(path).name}:{line} in {function}: `{code.strip()}`"
+    node = _fx_node(exc)
+    trace = (node.meta.get("stack_trace") or "") if node is not None else ""
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\w+)\n\s*(.+)', trace)
+    internal = _internal_dirs()
+    mine = [f for f in frames if not f[0].startswith(internal)]
+    if mine:
+        path, line, function, code = mine[-1]  # the model's own line
+        inner = frames[-1][3].strip()
+        via = f" (via `{inner}`)" if inner != code.strip() else ""
+        return f"{Path(path).name}:{line} in {function}: `{code.strip()}`{via}"
+    frame = _user_frame(exc)
+    if frame is not None:
+        return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}: " \
+               f"`{(frame.line or '').strip()}`"
+    return ""
+
+
+def _internal_dirs() -> tuple[str, ...]:
+    """Where torch, the exporters, onnxport and the standard library live: frames there
+    are not the user's model."""
+    import sysconfig
+
+    return (*(_package_dir(name) for name in _EXPORTER_PACKAGES), _package_dir("onnxport"),
+            sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"])
+
+
+def _fx_node(exc: BaseException):
+    """The FX node the dynamo exporter was translating when it failed (a local of its
+    translation loop), for the op it came from and the user's stack trace."""
+    for error in _chain(exc):
+        tb = error.__traceback__
+        while tb is not None:
+            value = tb.tb_frame.f_locals.get("node")
+            if isinstance(value, torch.fx.Node):
+                return value
+            tb = tb.tb_next
+    return None
+
+
+def _unsupported_operator(text: str, exc: BaseException
+                          ) -> tuple[str, int | None, int | None] | None:
+    """(operator, opset asked for, opset that added it) for an unsupported operator."""
+    torchscript = re.search(r"operator '([\w:.]+)' to ONNX opset version (\d+)", text)
+    if torchscript:
+        added = re.search(r"added in version (\d+)", text)
+        return (torchscript.group(1), int(torchscript.group(2)),
+                int(added.group(1)) if added else None)
+    symbolic = re.search(r"Unsupported: ONNX export of operator ([\w:.]+)", text)
+    if symbolic:
+        return f"aten::{symbolic.group(1)}".replace("aten::aten::", "aten::"), None, None
+    dispatch = re.search(r"No ONNX function found for <OpOverload\(op='([\w.]+)'", text)
+    if dispatch:
+        return dispatch.group(1).replace(".", "::", 1), None, None
+    return None
+
+
+def _candidates(op: str) -> list[str]:
+    """aten::rrelu_with_noise_functional -> itself, aten::rrelu_with_noise, aten::rrelu:
+    the names the other exporter may know the same op by (a functional or `_with_X`
+    variant is the same op)."""
+    namespace, _, name = op.partition("::")
+    namespace = "aten" if namespace in ("aten", "prims") else namespace
+    found = [name]
+    if name.endswith("_functional"):
+        found.append(name.removesuffix("_functional"))
+    base = re.sub(r"_with_\w+$", "", found[-1])
+    if base != found[-1]:
+        found.append(base)
+    return [f"{namespace}::{n}" for n in found if n]
+
+
+def _other_exporter_support(op: str, exporter: str, exc: BaseException) -> str:
+    """What to do when the other exporter has the op: "--exporter X [--opset N]"."""
+    names = _candidates(op)
+    node = _fx_node(exc)
+    original = node.meta.get("original_aten") if node is not None else None
+    if original is not None:
+        names = _candidates(str(original).rpartition(".")[0].replace(".", "::", 1)) + names
+    try:
+        if exporter == "dynamo":
+            found = _torchscript_min_opset(names)
+            if found is not None:
+                name, low = found
+                return (f"the TorchScript exporter has {name} (from opset {low}): convert "
+                        "with --exporter torchscript")
+        else:
+            if _dynamo_has(names):
+                return "the dynamo exporter has it: convert with --exporter dynamo"
+    except Exception:  # the registries are torch internals: never fail the message
+        return ""
+    return ""
+
+
+def _torchscript_min_opset(names: list[str]) -> tuple[str, int] | None:
+    import importlib
+
+    from torch.onnx._internal.torchscript_exporter import registration
+
+    for version in range(7, 21):
+        try:
+            importlib.import_module(
+                f"torch.onnx._internal.torchscript_exporter.symbolic_opset{version}")
+        except ImportError:
+            pass
+    for name in dict.fromkeys(names):
+        group = registration.registry.get_function_group(name)
+        if group is not None:
+            return name, group.get_min_supported()
+    return None
+
+
+def _dynamo_has(names: list[str]) -> bool:
+    from torch.onnx._internal.exporter import _registration
+
+    registry = _registration.ONNXRegistry.from_torchlib()
+    for name in dict.fromkeys(names):
+        namespace, _, op = name.partition("::")
+        packet = getattr(getattr(torch.ops, namespace, None), op, None)
+        overload = getattr(packet, "default", None) if packet is not None else None
+        if overload is not None and registry.is_registered(overload):
+            return True
+    return False
+
+
+def _lost_batch(text: str) -> bool:
+    """Errors of a model that fixes its batch size, traced with a dynamic batch."""
+    return bool(re.search(
+        r"Constraints violated|specializ|not dynamic|not in VR\[|"
+        r"Expected hidden\[\d\] size|size \([^)]*\bs\d+\b[^)]*\)|\bs\d+\b.*\bgot \[",
+        text, re.IGNORECASE))
 
 
 def _weight_bytes(model) -> int:
