@@ -170,7 +170,7 @@ def plan(path: Path, host: PluginHost, *, targets: Sequence[str] = (),
             cases.append(BenchCase(
                 label=recorded["name"] + (f" {_provider_label(provider_set[0])}"
                                           if providers and len(providers) > 1 else ""),
-                kind="onnx" if model.suffix == ".onnx" else manifest.get("format", "model"),
+                kind="onnx" if model.suffix == ".onnx" else manifest.get("model_format", "model"),
                 runner=manifest.get("runner") or recorded.get("runner", "onnxruntime"),
                 model=str(model), providers=provider_set,
                 graph_optimization_level=recorded.get("graph_optimization_level", "all"),

@@ -88,7 +88,9 @@ class TensorSpec:
     `shape` holds ints for fixed dimensions and names (str) for symbolic ones such as
     "batch"; None for a dimension without a name, or for the whole shape if unknown.
     `dtype` is the numpy dtype (None for a type numpy has no equivalent of).
-    `batched` says the first axis is the batch axis, so one sample may be given without it.
+    `batched` says the first axis is the batch axis, so one sample may be given without it:
+    a symbolic first axis, or one fixed at 1 in a model whose batch is static (the
+    manifest says so, or there is no manifest).
     """
 
     name: str
@@ -226,21 +228,28 @@ def _from_target_dir(directory: Path, target: str | None) -> _Located:
 _SMALL_FILE = 16 << 20  # bytes: below this, hash without loading OpenSSL
 
 
+_builtin_sha256: Any = None  # found on first use: a failed import costs a sys.path scan
+
+
 def _sha256(path: Path, size: int) -> str:
     """The file's sha256. Small files (a typical edge model) use Python's built-in sha256,
     so the check does not map OpenSSL's libcrypto into the process (about 4 MB resident,
-    for a hash that takes a few milliseconds either way); large ones use hashlib, about
+    for a hash that takes a millisecond or two either way); large ones use hashlib, about
     three times faster where the CPU has SHA instructions."""
+    global _builtin_sha256
     new = None
     if size <= _SMALL_FILE:
-        import importlib
+        if _builtin_sha256 is None:
+            import importlib
 
-        for module in ("_sha2", "_sha256"):  # Python 3.12+, 3.10-3.11
-            try:
-                new = importlib.import_module(module).sha256
-                break
-            except (ImportError, AttributeError):
-                continue
+            _builtin_sha256 = False
+            for module in ("_sha2", "_sha256"):  # Python 3.12+, 3.10-3.11
+                try:
+                    _builtin_sha256 = importlib.import_module(module).sha256
+                    break
+                except (ImportError, AttributeError):
+                    continue
+        new = _builtin_sha256 or None
     if new is None:
         import hashlib
 
@@ -333,7 +342,7 @@ class InferenceModel:
         self.path: Path = located.model
         self.directory: Path | None = located.directory
         self.manifest: dict | None = located.manifest
-        self.cast = cast
+        self._cast = cast
         target_info = (self.manifest or {}).get("target") or {}
         self.target: str | None = target_info.get("name") if self.manifest else None
 
@@ -372,7 +381,10 @@ class InferenceModel:
             f"asked {preferred}, running on {self.providers[0]}: {preferred} is not "
             "available in this onnxruntime build")
 
-        frozen = bool(self.manifest) and not (self.manifest.get("interface") or {}).get(
+        # A first axis fixed at 1 is a frozen batch axis when the manifest says the batch is
+        # static, or when there is no manifest to say otherwise (an input [1, 60] can only
+        # take a sample [60] one way).
+        frozen = self.manifest is None or not (self.manifest.get("interface") or {}).get(
             "dynamic_batch", True)
         self.inputs = [_spec(a, frozen) for a in self.session.get_inputs()]
         self.outputs = [_spec(a, frozen) for a in self.session.get_outputs()]
@@ -383,6 +395,11 @@ class InferenceModel:
         self._single = self.inputs[0] if len(self.inputs) == 1 else None
         self._strip = [s.batched or s.shape is None for s in self.outputs]
         self._run = self.session.run
+
+    @property
+    def cast(self) -> bool:
+        """Whether float arrays of another precision are cast (set when loading)."""
+        return self._cast
 
     # -- loading helpers
 
@@ -425,10 +442,11 @@ class InferenceModel:
         message = f"{self.path} could not be loaded by onnxruntime {ort.__version__}: {reason}"
         if self.checked:
             opset = ((self.manifest or {}).get("onnx") or {}).get("opset")
-            return ArtifactError(message, "the file matches its manifest, so this "
-                                 "onnxruntime cannot run it" +
-                                 (f" (the model needs opset {opset}: upgrade onnxruntime "
-                                  "or convert with a lower --opset)" if opset else ""))
+            return ArtifactError(message, "the file matches its manifest, so it is this "
+                                 "onnxruntime that cannot run it" +
+                                 (f" (the model uses opset {opset}: an older onnxruntime "
+                                  "may need upgrading, or convert with a lower --opset)"
+                                  if opset else ""))
         if self.manifest is not None:
             return ArtifactError(message, "the file may be truncated or corrupt: load it "
                                  "with verify_checksum=True to compare it with its "
@@ -454,20 +472,21 @@ class InferenceModel:
                 raise InputError("pass the inputs as one dict or as keywords, not both")
             inputs = named
         single = self._single
-        if single is not None and type(inputs) is np.ndarray:
-            plan = self._plans.get((single.name, inputs.shape, inputs.dtype))
-            if plan is None:
-                plan = self._plan(single, inputs)
-            cast, unbatched = plan
-            if cast is not None:
-                inputs = inputs.astype(cast)
-            if unbatched:
-                inputs = inputs[None]
-                outputs = self._execute({single.name: inputs})
-                return self._unbatch(outputs)
-            outputs = self._execute({single.name: inputs})
-            return outputs[0] if len(outputs) == 1 else dict(zip(self.output_names,
-                                                                 outputs))
+        if single is not None:  # the fast path: one input, given as an array or a dict
+            array = inputs
+            if type(inputs) is dict and len(inputs) == 1:
+                array = inputs.get(single.name)
+            if type(array) is np.ndarray:
+                plan = self._plans.get((array.shape, array.dtype))
+                if plan is None:
+                    plan = self._plan(single, array)
+                if plan[0] is not None:
+                    array = array.astype(plan[0])
+                if plan[1]:
+                    return self._unbatch(self._execute({single.name: array[None]}))
+                outputs = self._execute({single.name: array})
+                return outputs[0] if len(outputs) == 1 else dict(zip(self.output_names,
+                                                                     outputs))
         feeds, unbatched = self._feeds(inputs)
         outputs = self._execute(feeds)
         if unbatched:
@@ -528,7 +547,8 @@ class InferenceModel:
                     raise InputError(f"input {name!r} expects {spec}, got a "
                                      f"{type(value).__name__} that is not an array "
                                      f"({error})") from error
-            plan = plans.get((name, value.shape, value.dtype))
+            plan = plans.get((value.shape, value.dtype) if self._single else
+                             (name, value.shape, value.dtype))
             if plan is None:
                 plan = self._plan(spec, value)
             if plan[0] is not None:
@@ -586,8 +606,9 @@ class InferenceModel:
                     for want, got in zip(shape, value.shape)):
                 hint = None
                 if spec.batched:
+                    batch = spec.shape[0] if isinstance(spec.shape[0], int) else "n"
                     hint = (f"pass one sample as {_describe('', spec.sample_shape)} or "
-                            f"a batch as {_describe('', ('n',) + spec.sample_shape)}")
+                            f"a batch as {_describe('', (batch,) + spec.sample_shape)}")
                 raise InputError(f"input {spec.name!r} expects {spec}, got {_given(value)}",
                                  hint)
         cast = None
@@ -595,13 +616,13 @@ class InferenceModel:
             given, want = value.dtype, spec.dtype
             if want.kind == "O" and given.kind in "UO":
                 pass  # strings
-            elif self.cast and (
+            elif self._cast and (
                     (given.kind == "f" and want.kind == "f")
                     or (given.kind in "iu" and want.kind in "iu"
                         and np.can_cast(given, want, "safe"))):
                 cast = want
             else:
-                if self.cast and want.kind == "f" and given.kind in "iub":
+                if self._cast and want.kind == "f" and given.kind in "iub":
                     hint = (f"convert it with .astype(numpy.{want.name}); integers are not "
                             "cast to float automatically (they are often unnormalised data)")
                 else:
@@ -611,7 +632,8 @@ class InferenceModel:
         plan = (cast, unbatched)
         if len(self._plans) >= _PLAN_CACHE:
             self._plans.clear()
-        self._plans[(spec.name, value.shape, value.dtype)] = plan
+        key = (value.shape, value.dtype)
+        self._plans[key if self._single else (spec.name, *key)] = plan
         return plan
 
     def _check_shared_dims(self, feeds: Mapping[str, np.ndarray]) -> None:
@@ -645,8 +667,9 @@ class StreamingWindow:
     takes one frame ([25]) and returns None until `window` frames have been pushed, then
     the model's prediction on the last `window` frames (oldest first) at every push,
     without the batch axis, exactly as `model.predict(last_frames)` would. `reset()`
-    forgets every frame (e.g. after a sensor dropout). Frames live in a ring buffer of
-    twice the window, so each push copies one frame and no window.
+    forgets every frame (e.g. after a sensor dropout). Each push copies one frame into a
+    buffer of twice the window (and the window once every `window` pushes), never a
+    window per push.
     """
 
     def __init__(self, model: InferenceModel, window: int | None = None, *,
@@ -687,8 +710,11 @@ class StreamingWindow:
         self.size = window
         self.frame_shape: tuple[int, ...] = tuple(frame)  # type: ignore[arg-type]
         self._dtype = spec.dtype if spec.dtype is not None else np.dtype("float32")
+        # Frames are appended; when the buffer is full the last window-1 frames move to
+        # its start (once per `window` pushes), so the window is always one contiguous
+        # slice and a push writes one frame.
         self._buffer = np.zeros((2 * window, *self.frame_shape), dtype=self._dtype)
-        self._position = 0
+        self._end = 0  # one past the newest frame
         self.count = 0  # frames pushed since the start or the last reset()
 
     @property
@@ -701,31 +727,31 @@ class StreamingWindow:
         """A copy of the current window [window, *frame], oldest first; None until full."""
         if not self.ready:
             return None
-        return self._buffer[self._position:self._position + self.size].copy()
+        return self._buffer[self._end - self.size:self._end].copy()
 
     def reset(self) -> None:
         """Forget every frame: push() returns None again until the window refills."""
-        self._position = 0
+        self._end = 0
         self.count = 0
-        self._buffer[...] = 0
 
     def push(self, frame: Any) -> Any:
         """Add one frame; return None while filling, then the prediction (see class)."""
         if type(frame) is not np.ndarray:
             frame = np.asarray(frame)
-        if frame.shape != self.frame_shape or frame.dtype != self._dtype:
+        if frame.shape != self.frame_shape or frame.dtype is not self._dtype:
             self._check(frame)
-        position, size = self._position, self.size
-        self._buffer[position] = frame
-        self._buffer[position + size] = frame
-        position = (position + 1) % size
-        self._position = position
+        buffer, end, size = self._buffer, self._end, self.size
+        if end == len(buffer):
+            buffer[:size - 1] = buffer[end - size + 1:end]
+            end = size - 1
+        buffer[end] = frame
+        end += 1
+        self._end = end
         self.count += 1
         if self.count < size:
             return None
-        window = self._buffer[position:position + size]
         model = self.model
-        return model._unbatch(model._execute({self.spec.name: window[None]}))
+        return model._unbatch(model._execute({self.spec.name: buffer[None, end - size:end]}))
 
     def _check(self, frame: np.ndarray) -> None:
         spec = self.spec
@@ -734,7 +760,9 @@ class StreamingWindow:
             raise InputError(f"stream of {spec.name!r} expects one frame {expects}, got "
                              f"{_given(frame)}", "push one frame at a time")
         given, want = frame.dtype, self._dtype
-        if not (self.model.cast and ((given.kind == "f" and want.kind == "f") or (
+        if given == want:
+            return
+        if not (self.model._cast and ((given.kind == "f" and want.kind == "f") or (
                 given.kind in "iu" and want.kind in "iu"
                 and np.can_cast(given, want, "safe")))):
             raise InputError(f"stream of {spec.name!r} expects one frame {expects}, got "
