@@ -68,6 +68,7 @@ class StageResult:
     verification: Verification | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    warnings: list[str] = field(default_factory=list)  # the pass's own notes
 
 
 @dataclass
@@ -277,7 +278,8 @@ def _build_target(host: PluginHost, choice: ResolvedTarget, root: Path,
     warnings: list[str] = []
     if choice.reason:
         warnings.append(f"{choice.requested} picked {target.name}: {choice.reason}")
-    fallback = fallback_note(target, stages[0].verification.providers)
+    fallback = (fallback_note(target, stages[0].verification.providers)
+                if exported.format == "onnx" else "")
     if fallback:
         warnings.append(fallback)
     current = exported.path
@@ -299,6 +301,7 @@ def _build_target(host: PluginHost, choice: ResolvedTarget, root: Path,
         stage = _run_pass(host, entry.record, target, current,
                           work / pass_name / exported.path.name, timings, verified)
         stages.append(stage)
+        warnings += [f"{pass_name}: {note}" for note in stage.warnings]
         if stage.status == "ok":
             current = stage.path
         elif stage.status == "rejected":
@@ -340,10 +343,12 @@ def _run_pass(host: PluginHost, pass_: Pass, target: Target, current: Path,
         return StageResult(pass_.name, "rejected", reason=reason)
     if not outcome.applied:
         return StageResult(pass_.name, "skipped", settings=outcome.settings,
-                           reason=outcome.reason or "nothing to do")
+                           reason=outcome.reason or "nothing to do",
+                           warnings=list(outcome.warnings))
     optional = pass_.optional if outcome.optional is None else outcome.optional
     stage = verified(pass_.name, Path(outcome.path or output_path), outcome.settings,
                      outcome.tolerance)
+    stage.warnings = list(outcome.warnings)
     if stage.status != "ok":
         if optional:
             stage.status = "rejected"

@@ -1,0 +1,206 @@
+"""Run onnxsim on one model in a child process and decide whether its result can be used.
+
+The result is used only when the child finished in time, onnxsim said `ok`, the file
+exists, and the graph kept its interface: the same input and output names in the same
+order, the same element types and ranks, and every dimension that was symbolic (the
+batch) still symbolic. Dimension names onnxsim renamed are put back. Everything else
+becomes `PassOutcome(applied=False, reason=...)`: the previous model goes on.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from onnxport.records import PassContext, PassOutcome
+
+from .child import MARKER
+from .options import SimplifyOptions, parse_options
+
+_TAIL = 400  # characters of the child's stderr quoted in a reason
+
+
+def simplify(context: PassContext) -> PassOutcome:
+    options = parse_options(context.options, context.target.name)
+    import onnx
+
+    source = Path(context.input_path)
+    output = Path(context.output_path)
+    original = onnx.load(str(source), load_external_data=False)
+    external = _has_external_data(original)
+    settings: dict[str, Any] = {
+        "onnxsim": _version("onnxsim"),
+        "nodes_before": len(original.graph.node),
+        "check_n": options.check_n,
+        "skip_fuse_bn": options.skip_fuse_bn,
+        "skipped_optimizers": list(options.skipped_optimizers),
+        "timeout_s": options.timeout,
+    }
+    started = time.perf_counter()
+    failure = _run_child(source, output, options, external, Path(context.work_dir))
+    settings["seconds"] = round(time.perf_counter() - started, 2)
+    if failure:
+        return PassOutcome(applied=False, reason=failure, settings=settings,
+                           warnings=[f"simplify: {failure}"])
+    # Inline weights load in full; external ones stay in their .data file untouched.
+    result = onnx.load(str(output), load_external_data=False)
+    settings["nodes_after"] = len(result.graph.node)
+    problem = restore_interface(original, result)
+    if problem:
+        reason = f"onnxsim changed the model's interface: {problem}"
+        return PassOutcome(applied=False, reason=reason, settings=settings,
+                           warnings=[f"simplify: {reason}"])
+    _save_like_input(onnx, result, output, external)
+    return PassOutcome(applied=True, path=output, settings=settings)
+
+
+def _save_like_input(onnx, model, output: Path, external: bool) -> None:
+    """Write the result with the input's layout: weights in a .data file beside it only
+    if the input had one (onnxsim decides that by size, not by the input)."""
+    if _has_external_data(model) == external:
+        onnx.save(model, str(output))  # interface types only; .data stays as written
+        return
+    if not external:
+        onnx.load_external_data_for_model(model, str(output.parent))
+        if model.ByteSize() < 2 * 1024**3 - 1024**2:  # else it must stay external
+            onnx.save(model, str(output))
+            return
+    onnx.save(model, str(output), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=output.name + ".data", size_threshold=1024)
+
+
+def _run_child(source: Path, output: Path, options: SimplifyOptions, external: bool,
+               work_dir: Path) -> str:
+    """Run the child; '' when it wrote a model onnxsim called ok, else why not."""
+    request = {
+        "input": str(source.resolve()),
+        "output": str(output.resolve()),
+        "check_n": options.check_n,
+        "skip_fuse_bn": options.skip_fuse_bn,
+        "skipped_optimizers": list(options.skipped_optimizers),
+        "skip_constant_folding": options.skip_constant_folding,
+        "skip_shape_inference": options.skip_shape_inference,
+        "memory_limit_mb": options.memory_limit_mb,
+        # Keep the input's layout: weights beside the model only if they were already
+        # (onnxsim's own default moves anything over 100 MB into a .data file).
+        "external_data_threshold": "0B" if external else "2GB",
+    }
+    work_dir.mkdir(parents=True, exist_ok=True)
+    request_file = work_dir / "onnxsim-request.json"
+    request_file.write_text(json.dumps(request))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "onnxport_onnxsim.child", str(request_file)],
+            capture_output=True, text=True, timeout=options.timeout, cwd=work_dir,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    except subprocess.TimeoutExpired:
+        return (f"onnxsim did not finish within {options.timeout:g} s and was stopped "
+                "(raise simplify.timeout for large models)")
+    if done.returncode != 0:
+        return _crash_reason(done.returncode, done.stderr)
+    line = next((l for l in reversed(done.stdout.splitlines()) if l.startswith(MARKER)),
+                None)
+    if line is None:
+        return "onnxsim's process ended without a result: " + _tail(done.stderr)
+    if not json.loads(line[len(MARKER):])["ok"]:
+        detail = next((l.strip() for l in done.stdout.splitlines()
+                       if "changes after optimization" in l), "")
+        return ("onnxsim could not check its result (ok=False)"
+                + (f": {detail}" if detail else ""))
+    if not output.is_file() or output.stat().st_size == 0:
+        return "onnxsim reported success but wrote no model"
+    return ""
+
+
+def _crash_reason(code: int, stderr: str) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"onnxsim crashed ({name}): {_tail(stderr)}"
+    return f"onnxsim failed: {_tail(stderr)}"
+
+
+def _tail(stderr: str) -> str:
+    """What the child's stderr says went wrong: a native abort's message and Python's
+    'Fatal Python error' line, else the exception line of a traceback, else its last
+    lines; trimmed."""
+    lines = [l.strip() for l in stderr.strip().splitlines() if l.strip()]
+    if not lines:
+        return "no error output"
+    fatal = next((i for i, l in enumerate(lines) if l.startswith("Fatal Python error")),
+                 None)
+    if fatal is not None:
+        text = " | ".join(lines[max(0, fatal - 2):fatal + 1])
+    elif lines[0].startswith("Traceback") or "Traceback (most recent" in stderr:
+        text = lines[-1]
+    else:
+        text = " | ".join(lines[-3:])
+    return text if len(text) <= _TAIL else text[:_TAIL - 3] + "..."
+
+
+def restore_interface(original, result) -> str:
+    """Check that `result` has `original`'s interface and copy the original's input and
+    output types back onto it (onnxsim may rename symbolic dimensions). Returns what
+    changed in a way that cannot be put back, or ''."""
+    for kind in ("input", "output"):
+        before = _interface(original, kind)
+        after = _interface(result, kind)
+        names_before = [v.name for v in before]
+        names_after = [v.name for v in after]
+        if names_before != names_after:
+            return f"its {kind}s are {names_after}, the model's were {names_before}"
+        for old, new in zip(before, after):
+            problem = _compare_type(kind, old, new)
+            if problem:
+                return problem
+        for old, new in zip(before, after):
+            new.type.CopyFrom(old.type)
+    return ""
+
+
+def _interface(model, kind: str) -> list:
+    if kind == "output":
+        return list(model.graph.output)
+    initializers = {i.name for i in model.graph.initializer}
+    return [v for v in model.graph.input if v.name not in initializers]
+
+
+def _compare_type(kind: str, old, new) -> str:
+    old_t, new_t = old.type.tensor_type, new.type.tensor_type
+    if old_t.elem_type != new_t.elem_type:
+        return f"{kind} '{old.name}' changed its element type"
+    if not old_t.HasField("shape"):
+        return ""
+    if not new_t.HasField("shape") or len(new_t.shape.dim) != len(old_t.shape.dim):
+        return f"{kind} '{old.name}' changed its rank"
+    for axis, (a, b) in enumerate(zip(old_t.shape.dim, new_t.shape.dim)):
+        old_fixed = a.HasField("dim_value")
+        new_fixed = b.HasField("dim_value")
+        if not old_fixed and new_fixed:
+            label = a.dim_param or "?"
+            return (f"it fixed axis {axis} of {kind} '{old.name}' at {b.dim_value} "
+                    f"(it was the dynamic '{label}'); dynamic axes must stay dynamic")
+        if old_fixed and new_fixed and a.dim_value != b.dim_value:
+            return (f"axis {axis} of {kind} '{old.name}' is {b.dim_value}, "
+                    f"it was {a.dim_value}")
+    return ""
+
+
+def _has_external_data(model) -> bool:
+    return any(init.data_location == 1 for init in model.graph.initializer)  # EXTERNAL
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
