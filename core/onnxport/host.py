@@ -273,8 +273,9 @@ class PluginHost:
             raise MissingDependency(entry.missing[0], entry.record.requires.extra or "all",
                                     f"the {name} {kind}")
         if not entry.enabled:
-            raise BadInput(f"{kind} '{name}' is disabled: {entry.reason}",
-                           f"enable it with --enable {name} or {ENABLE_VARIABLE}={name}")
+            hint = (None if f"--enable {name}" in entry.reason
+                    else f"enable it with --enable {name} or {ENABLE_VARIABLE}={name}")
+            raise BadInput(f"{kind} '{name}' is disabled: {entry.reason}", hint)
         return entry.record
 
     def enabled(self, kind: str) -> list[Any]:

@@ -24,8 +24,10 @@ def conversion_summary(result: ConversionResult) -> str:
                       for a in result.artifacts
                       if a.stages[0].verification and a.stages[0].verification.latency_ms),
                      None)
-    head = (f"{result.name}: {loaded.framework} {loaded.framework_version} -> ONNX opset "
-            f"{exported.opset} ({loaded.backend}/{exported.exporter})"
+    produced = (f"ONNX opset {exported.opset}" if exported.format == "onnx"
+                else exported.format.upper())
+    head = (f"{result.name}: {loaded.framework} {loaded.framework_version} -> {produced} "
+            f"({loaded.backend}/{exported.exporter})"
             + (f"; source {ms_text(source_ms)} ms at the first batch" if source_ms else ""))
     rows = [_stage_row(artifact.target.name, stage, source_ms)
             for artifact in result.artifacts for stage in artifact.stages]
