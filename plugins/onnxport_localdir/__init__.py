@@ -29,6 +29,10 @@ def publish(request: PublishRequest) -> PublishResult:
                                      details={"reason": "the same artifact is already "
                                                         f"published as {existing.name}"})
     target = home / version_tag()
+    suffix = 1
+    while target.exists() or target.with_name(target.name + ".partial").exists():
+        suffix += 1  # two versions in one second: v..._2, v..._3
+        target = home / f"{version_tag()}_{suffix}"
     partial = target.with_name(target.name + ".partial")
     shutil.copytree(request.artifact, partial)
     (partial / ".onnxport-digest").write_text(digest)
@@ -38,7 +42,14 @@ def publish(request: PublishRequest) -> PublishResult:
 
 
 def pull(uri: str, destination: Path) -> None:
+    """`file:///dir/NAME/vYYYYMMDD_HHMMSS` pulls that version; `file:///dir/NAME` the
+    newest complete one."""
     source = _root(uri)
+    versions = sorted(p for p in source.glob("v*") if p.is_dir()
+                      and not p.name.endswith(".partial")
+                      and (p / ".onnxport-digest").is_file()) if source.is_dir() else []
+    if versions and not (source / "report.json").is_file():
+        source = versions[-1]
     if not (source.is_dir() and any(source.rglob("manifest.json"))):
         from onnxport.errors import BadInput
 
