@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import traceback
@@ -123,8 +124,9 @@ def _add_convert(sub) -> None:
                    help="artifact directory to create (refused if it holds files, "
                    "unless --overwrite)")
     p.add_argument("--weights", type=Path, metavar="FILE",
-                   help="state_dict or checkpoint to load into the factory's model "
-                   "(read with torch.load(weights_only=True): no code runs)")
+                   help="weights for the factory's model: a PyTorch state_dict or "
+                   "checkpoint (torch.load(weights_only=True): no code runs) or a Keras "
+                   ".weights.h5 file")
     p.add_argument("--trust-code", action="store_true",
                    help="allow model files whose loading EXECUTES CODE from the file "
                    "(pickled PyTorch models, Keras safe_mode off for Lambda layers); "
@@ -249,7 +251,8 @@ def _run_convert(args) -> int:
             threads=args.threads,
             classifiers=frozenset(args.classifier),
         ),
-        made_by={"command": shlex.join(["onnxport", *args.argv]), "cwd": str(Path.cwd())},
+        made_by={"command": shlex.join(["onnxport", *map(redact, args.argv)]),
+                 "cwd": str(Path.cwd())},
     )
     from .artifacts import check_output_dir
 
@@ -283,6 +286,14 @@ def _print_result(result, as_json: bool) -> None:
         print(json.dumps(result.report, indent=2, default=str))
     else:
         print(conversion_summary(result))
+
+
+_CREDENTIALS_IN_URI = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(argument: str) -> str:
+    """A command-line word as it may be written down: no user:password@ in URIs."""
+    return _CREDENTIALS_IN_URI.sub("***@", argument)
 
 
 def parse_tolerance(text: str) -> tuple[str, Tolerance]:
