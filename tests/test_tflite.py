@@ -69,7 +69,8 @@ def test_tflite_is_refused_until_enabled(fresh_cli, tmp_path):
     assert result.err.startswith("onnxport: error: backend 'tflite' is disabled: off by "
                                  "default")
     assert result.err.rstrip().endswith(
-        "enable it with --enable tflite or ONNXPORT_ENABLE=tflite")
+        "enable with --enable tflite or ONNXPORT_ENABLE=tflite")
+    assert result.err.count("--enable tflite") == 1  # said once, not repeated as a hint
     assert result.err.count("\n") == 1
     assert_untouched(out)
 
