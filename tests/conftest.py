@@ -68,3 +68,34 @@ def assert_untouched(path: Path) -> None:
     assert not path.exists(), f"{path} was created"
     leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.")]
     assert not leftovers, f"staging leftovers: {leftovers}"
+
+
+def onnxport_without_frameworks(root: Path) -> Path:
+    """A real Python environment in `root` with onnxport, its built-in plugins, pluggy
+    and numpy, and nothing else installed (no torch, TensorFlow, onnx, onnxruntime):
+    links to the installed packages, used with `python -S` so site-packages is not on
+    the path. Returns `root`."""
+    import importlib.metadata
+
+    import numpy
+    import pluggy
+
+    for module in (numpy, pluggy):
+        package = Path(module.__file__).parent
+        (root / package.name).symlink_to(package)
+        libs = package.with_name(package.name + ".libs")
+        if libs.exists():
+            (root / libs.name).symlink_to(libs)
+    (root / "onnxport").symlink_to(ROOT / "core" / "onnxport")
+    for plugin in (ROOT / "plugins").iterdir():
+        if (plugin / "__init__.py").is_file():
+            (root / plugin.name).symlink_to(plugin)
+    info = root / "onnxport-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxport\n"
+                                   "Version: 0.1.0\n")
+    entry_points = importlib.metadata.entry_points(group="onnxport")
+    (info / "entry_points.txt").write_text(
+        "[onnxport]\n" + "".join(f"{ep.name} = {ep.value}\n" for ep in entry_points
+                                 if ep.dist and ep.dist.name == "onnxport"))
+    return root

@@ -3,7 +3,6 @@ and nothing written where the artifact would have gone."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,8 @@ import pytest
 
 from onnxport.errors import ExitCode
 
-from conftest import ROOT, assert_untouched, factory, run_process, zoo_module
+from conftest import (ROOT, assert_untouched, factory, onnxport_without_frameworks,
+                      run_process, zoo_module)
 
 AUTOPILOT = factory("autopilot_torch")
 MAKE_AUTOPILOT = factory("autopilot_torch", "make_model")
@@ -118,35 +118,8 @@ def test_the_real_process_exits_with_the_code(files, tmp_path):
 
 @pytest.fixture(scope="module")
 def torchless(tmp_path_factory) -> Path:
-    """A real Python environment that has onnxport, pluggy and numpy, and no torch.
-
-    Built from links to the installed packages, run with `python -S` so site-packages
-    (where torch lives) is not on the path.
-    """
-    import numpy
-    import pluggy
-
-    root = tmp_path_factory.mktemp("torchless")
-    for module in (numpy, pluggy):
-        package = Path(module.__file__).parent
-        (root / package.name).symlink_to(package)
-        libs = package.with_name(package.name + ".libs")
-        if libs.exists():
-            (root / libs.name).symlink_to(libs)
-    for name in ("onnxport",):
-        (root / name).symlink_to(ROOT / "core" / name)
-    for plugin in (ROOT / "plugins").iterdir():
-        if (plugin / "__init__.py").is_file():
-            (root / plugin.name).symlink_to(plugin)
-    info = root / "onnxport-0.1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxport\n"
-                                   "Version: 0.1.0\n")
-    entry_points = importlib.metadata.entry_points(group="onnxport")
-    (info / "entry_points.txt").write_text(
-        "[onnxport]\n" + "".join(f"{ep.name} = {ep.value}\n" for ep in entry_points
-                                 if ep.dist and ep.dist.name == "onnxport"))
-    return root
+    """A real Python environment that has onnxport, pluggy and numpy, and no torch."""
+    return onnxport_without_frameworks(tmp_path_factory.mktemp("torchless"))
 
 
 def _run_torchless(root: Path, *args: str) -> subprocess.CompletedProcess:

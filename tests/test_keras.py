@@ -7,7 +7,6 @@ Real TensorFlow, Keras, tf2onnx and onnxruntime throughout."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import subprocess
 import sys
@@ -20,7 +19,8 @@ import pytest
 import onnxport
 from onnxport.errors import ExitCode, ExportFailed
 
-from conftest import ROOT, ZOO, assert_untouched, factory, zoo_module
+from conftest import (ROOT, ZOO, assert_untouched, factory, onnxport_without_frameworks,
+                      zoo_module)
 
 KERAS_MODELS = ROOT / "tests" / "keras_models.py"
 
@@ -341,29 +341,7 @@ def test_unsupported_tensorflow_ops_are_named(tmp_path):
 def tensorflowless(tmp_path_factory) -> Path:
     """A real Python environment that has onnxport, its plugins, pluggy and numpy, and
     no TensorFlow (nor Keras, tf2onnx, torch): links used with `python -S`."""
-    import numpy
-    import pluggy
-
-    root = tmp_path_factory.mktemp("tensorflowless")
-    for module in (numpy, pluggy):
-        package = Path(module.__file__).parent
-        (root / package.name).symlink_to(package)
-        libs = package.with_name(package.name + ".libs")
-        if libs.exists():
-            (root / libs.name).symlink_to(libs)
-    (root / "onnxport").symlink_to(ROOT / "core" / "onnxport")
-    for plugin in (ROOT / "plugins").iterdir():
-        if (plugin / "__init__.py").is_file():
-            (root / plugin.name).symlink_to(plugin)
-    info = root / "onnxport-0.1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxport\n"
-                                   "Version: 0.1.0\n")
-    entry_points = importlib.metadata.entry_points(group="onnxport")
-    (info / "entry_points.txt").write_text(
-        "[onnxport]\n" + "".join(f"{ep.name} = {ep.value}\n" for ep in entry_points
-                                 if ep.dist and ep.dist.name == "onnxport"))
-    return root
+    return onnxport_without_frameworks(tmp_path_factory.mktemp("tensorflowless"))
 
 
 def _run_in(root: Path, *args: str) -> subprocess.CompletedProcess:
