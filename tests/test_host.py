@@ -281,3 +281,12 @@ def test_publishers_are_chosen_by_uri_scheme(tmp_path):
         with pytest.raises(Bad, match="does not match its manifest"):
             onnxport.publish(out, "mem://shelf", host=host)
     assert len(published) == 1
+
+
+def test_trace_shows_which_backend_claimed_the_source_and_which_passes_apply(tmp_path):
+    """What an author debugging "why is my plugin not picked" needs to see."""
+    result = run_process("convert", factory("planner"), "-o", str(tmp_path / "out"),
+                         "--target", "cpu", env={"ONNXPORT_TRACE": "1"})
+    assert result.code == 0, result.err
+    assert f"backend torch (torch) can_load({factory('planner')}) -> True" in result.err
+    assert "pass quantize applies(cpu) -> False" in result.err

@@ -234,10 +234,14 @@ class PluginHost:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         finally:
-            if self.tracing:
-                ms = (time.perf_counter() - started) * 1000
-                print(f"onnxport trace: {hook_name} <- {impl.plugin_name} ({ms:.2f} ms)",
-                      file=sys.stderr)
+            self.trace(f"{hook_name} <- {impl.plugin_name}", started)
+
+    def trace(self, what: str, started: float | None = None) -> None:
+        """One `ONNXPORT_TRACE` line: a hook call, or a decision the core made from a
+        plugin's answer (which backend claimed the source, whether a pass applies)."""
+        if self.tracing:
+            took = f" ({(time.perf_counter() - started) * 1000:.2f} ms)" if started else ""
+            print(f"onnxport trace: {what}{took}", file=sys.stderr)
 
     # ------------------------------------------------------------------ registry
 

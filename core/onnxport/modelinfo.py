@@ -68,17 +68,25 @@ def import_onnx():
     return onnx
 
 
-def read_model_info(path: Path) -> ModelInfo:
-    """Read the graph's interface and statistics without loading external weights."""
+def load_onnx(path: Path, load_external_data: bool = False):
+    """onnx.load that turns a missing or corrupt file into BadInput: passes and commands
+    get a file from the user or a previous stage, and a protobuf DecodeError says
+    nothing about what to do."""
     onnx = import_onnx()
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path} does not exist or is not a file")
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:
         raise BadInput(f"{path} is not a readable ONNX model ({type(exc).__name__})",
                        "check that the file is complete and really is .onnx") from exc
+
+
+def read_model_info(path: Path) -> ModelInfo:
+    """Read the graph's interface and statistics without loading external weights."""
+    path = Path(path)
+    model = load_onnx(path)
     graph = model.graph
     initializer_names = {init.name for init in graph.initializer}
     external = sorted({

@@ -324,7 +324,9 @@ def _build_target(host: PluginHost, choice: ResolvedTarget, root: Path,
 
 def _run_pass(host: PluginHost, pass_: Pass, target: Target, current: Path,
               output_path: Path, timings: dict[str, float], verified) -> StageResult:
-    if not pass_.applies(target):
+    applies = pass_.applies(target)
+    host.trace(f"pass {pass_.name} applies({target.name}) -> {applies}")
+    if not applies:
         return StageResult(pass_.name, "skipped", reason=f"does not apply to {target.name}")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     context = PassContext(input_path=current, output_path=output_path, target=target,

@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,9 @@ def pick_backend(host: PluginHost, source: Source, name: str | None = None) -> B
         return backend
     registrations = host.registrations("backend").values()
     for entry in registrations:
-        if entry.enabled and _claims(host, entry, source):
+        if not entry.enabled:
+            host.trace(f"backend {entry.name} ({entry.plugin}) not asked: {entry.reason}")
+        elif _claims(host, entry, source):
             return entry.record
     for entry in registrations:
         if not entry.enabled and _claims(host, entry, source):
@@ -136,11 +139,15 @@ def pick_backend(host: PluginHost, source: Source, name: str | None = None) -> B
 
 
 def _claims(host: PluginHost, entry, source: Source) -> bool:
+    started = time.perf_counter()
     try:
-        return bool(entry.record.can_load(source))
+        claimed = bool(entry.record.can_load(source))
     except Exception as exc:
         raise PluginError(f"plugin '{entry.plugin}' raised in can_load of backend "
                           f"'{entry.name}': {type(exc).__name__}: {exc}") from exc
+    host.trace(f"backend {entry.name} ({entry.plugin}) can_load({source.origin}) -> "
+               f"{claimed}", started)
+    return claimed
 
 
 def _is_named_tuple(obj: Any) -> bool:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from onnxport.modelinfo import load_onnx
 from onnxport.records import PassContext, PassOutcome
 
 from .child import MARKER
@@ -33,7 +34,7 @@ def simplify(context: PassContext) -> PassOutcome:
 
     source = Path(context.input_path)
     output = Path(context.output_path)
-    original = onnx.load(str(source), load_external_data=False)
+    original = load_onnx(source)
     external = _has_external_data(original)
     settings: dict[str, Any] = {
         "onnxsim": _version("onnxsim"),
