@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from onnxport.testing import onnxport_host  # noqa: F401  (the isolated-host fixture)
+
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "examples" / "zoo"
 BIN = Path(sys.executable).parent
