@@ -127,6 +127,10 @@ def test_disabled_records_need_a_reason_and_missing_modules_give_one():
     entry = host.registrations("backend")["needy"]
     assert not entry.enabled
     assert "no_such_module_xyz" in entry.reason and "onnxport[needy]" in entry.reason
+    host.register(Plugin(_backend("third", requires=Requirements(
+        modules=("no_such_module_xyz",), install="pip install onnxport-third"))), "third")
+    assert host.registrations("backend")["third"].reason == \
+        "needs no_such_module_xyz, which is not installed: pip install onnxport-third"
 
     silent = PluginHost(load_entry_points=False)
     silent.register(Plugin(_backend("quiet", enabled=False)), "quiet")

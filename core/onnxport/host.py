@@ -90,7 +90,8 @@ def missing_requirement(requires: Requirements) -> str:
     missing = missing_modules(requires)
     if not missing:
         return ""
-    install = f": pip install 'onnxport[{requires.extra}]'" if requires.extra else ""
+    install = (f": {requires.install}" if requires.install else
+               f": pip install 'onnxport[{requires.extra}]'" if requires.extra else "")
     return f"needs {', '.join(missing)}, which is not installed{install}"
 
 

@@ -140,12 +140,14 @@ class Requirements:
     """What a plugin needs before it can work, checked without importing anything.
 
     `modules` are import names looked up with `importlib.util.find_spec`; `extra` is the
-    onnxport extra that installs them. A missing module disables the record with a
-    reason that says how to install it.
+    onnxport extra that installs them (built-ins), `install` the command that does for a
+    third-party plugin (e.g. "pip install 'onnxport-sklearn'"). A missing module
+    disables the record with a reason that says how to install it.
     """
 
     modules: tuple[str, ...] = ()
     extra: str | None = None
+    install: str | None = None
 
 
 @dataclass
