@@ -26,11 +26,25 @@ def _reference_builder():
 
 
 def test_hook_reference_is_generated_from_hookspecs():
-    page = (ROOT / "docs" / "hooks.md").read_text()
-    assert page == _reference_builder().render(), (
-        "docs/hooks.md is stale: run python docs/build_hook_reference.py")
-    for name in HOOKS:
-        assert f"### `{name}`" in page
+    builder = _reference_builder()
+    pages = builder.render()
+    for path, text in pages.items():
+        assert path.is_file() and path.read_text() == text, (
+            f"{path.relative_to(ROOT)} is stale: run python docs/build_hook_reference.py")
+    for name in HOOKS:  # a page per family, a section per hook, linked from the index
+        family = ROOT / "docs" / "hooks" / f"{builder.family_of(name)}.md"
+        assert f"## `{name}`" in pages[family]
+        assert f"(hooks/{family.name}#{name})" in pages[ROOT / "docs" / "hooks.md"]
+
+
+def test_every_record_field_a_plugin_fills_is_in_the_reference():
+    from onnxport import records
+
+    page = (ROOT / "docs" / "hooks" / "registration.md").read_text()
+    for record in (records.Backend, records.Runner, records.Target, records.Pass,
+                   records.Publisher, records.Requirements, records.PassOutcome):
+        for field in record.__dataclass_fields__:
+            assert f"| `{field}` |" in page, f"{record.__name__}.{field}"
 
 
 def test_every_hook_has_a_docstring_with_an_example():
