@@ -8,7 +8,7 @@ import json
 import pytest
 
 from onnxport.cli import main
-from onnxport.errors import BadInput, ExitCode, PluginError
+from onnxport.errors import BadInput, ExitCode, MissingDependency, PluginError
 from onnxport.host import PluginHost, hookimpl
 from onnxport.records import Backend, Command, Requirements, Runner, Target
 
@@ -131,6 +131,10 @@ def test_disabled_records_need_a_reason_and_missing_modules_give_one():
         modules=("no_such_module_xyz",), install="pip install onnxport-third"))), "third")
     assert host.registrations("backend")["third"].reason == \
         "needs no_such_module_xyz, which is not installed: pip install onnxport-third"
+    with pytest.raises(MissingDependency) as missing:
+        host.get("backend", "third")
+    assert missing.value.one_line() == ("no_such_module_xyz is not installed, and the "
+                                        "third backend needs it: pip install onnxport-third")
 
     silent = PluginHost(load_entry_points=False)
     silent.register(Plugin(_backend("quiet", enabled=False)), "quiet")

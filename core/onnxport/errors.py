@@ -54,10 +54,13 @@ class ExportFailed(OnnxportError):
 class MissingDependency(OnnxportError):
     exit_code = ExitCode.MISSING_DEPENDENCY
 
-    def __init__(self, package: str, extra: str, needed_for: str):
+    def __init__(self, package: str, extra: str, needed_for: str,
+                 install: str | None = None):
+        """`install`: the command for a third-party plugin's own dependencies, used
+        instead of onnxport's extra."""
         super().__init__(
             f"{package} is not installed, and {needed_for} needs it",
-            f"pip install 'onnxport[{extra}]'",
+            install or f"pip install 'onnxport[{extra}]'",
         )
         self.package = package
         self.extra = extra

@@ -275,8 +275,9 @@ class PluginHost:
             known = ", ".join(sorted(entries)) or "none"
             raise BadInput(f"unknown {kind} '{name}'", f"known {kind}s: {known}")
         if entry.missing:
-            raise MissingDependency(entry.missing[0], entry.record.requires.extra or "all",
-                                    f"the {name} {kind}")
+            requires = entry.record.requires
+            raise MissingDependency(entry.missing[0], requires.extra or "all",
+                                    f"the {name} {kind}", install=requires.install)
         if not entry.enabled:
             hint = (None if f"--enable {name}" in entry.reason
                     else f"enable it with --enable {name} or {ENABLE_VARIABLE}={name}")

@@ -212,9 +212,12 @@ def _pre_process(source: Path, prepared: Path, options: QuantizeOptions,
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     try:
-        quant_pre_process(str(source), str(prepared), save_as_external_data=external,
-                          all_tensors_to_one_file=True,
-                          external_data_location=prepared.name + ".data")
+        # its symbolic shape inference can leave sym_shape_infer_temp.onnx in the
+        # current directory (tree ensembles): run it where the pass's files go
+        with contextlib.chdir(prepared.parent):
+            quant_pre_process(str(source.resolve()), str(prepared.resolve()),
+                              save_as_external_data=external, all_tensors_to_one_file=True,
+                              external_data_location=prepared.name + ".data")
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         return source, (f"failed ({type(exc).__name__}: {first}); quantized the model "
