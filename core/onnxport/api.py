@@ -101,11 +101,13 @@ def convert(
 
 
 def verify(artifact: str | Path, source: Any = None, *, weights: str | Path | None = None,
-           host: PluginHost | None = None, **settings: Any) -> list[ArtifactCheck]:
+           host: PluginHost | None = None, trust_code: bool = False,
+           **settings: Any) -> list[ArtifactCheck]:
     """Check an existing artifact again: its files against the manifest's sha256, then
-    its models against the source (by default the one recorded in the manifest)."""
+    its models against the source (by default the one recorded in the manifest).
+    `trust_code` as for convert: a source that runs code when loaded needs it again."""
     return verify_artifact(Path(artifact), source, weights=weights,
-                           host=host or default_host(), **settings)
+                           host=host or default_host(), trust_code=trust_code, **settings)
 
 
 def _pass_options(options: Mapping[str, Mapping[str, Any]] | None,

@@ -366,6 +366,9 @@ def _add_verify(sub) -> None:
     p.add_argument("--source", help="the source to compare with (default: the manifest's)")
     p.add_argument("--weights", type=Path, help="weights for the source (default: the "
                    "manifest's)")
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow loading a source that executes code from its file, as "
+                   "convert --trust-code did (a pickle); only for files you trust")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_run_verify)
 
@@ -374,7 +377,8 @@ def _run_verify(args) -> int:
     from .api import verify
     from .summary import artifact_check_summary
 
-    checks = verify(args.artifact, args.source, weights=args.weights, host=args.host)
+    checks = verify(args.artifact, args.source, weights=args.weights, host=args.host,
+                    trust_code=args.trust_code)
     if args.json:
         print(json.dumps([{
             "target": c.target, "passed": c.passed, "directory": str(c.directory),

@@ -54,7 +54,8 @@ def check_files(directory: Path, manifest: dict[str, Any]) -> list[str]:
 
 
 def verify_artifact(path: Path, source: Any, *, weights: str | Path | None,
-                    host: PluginHost, **overrides: Any) -> list[ArtifactCheck]:
+                    host: PluginHost, trust_code: bool = False,
+                    **overrides: Any) -> list[ArtifactCheck]:
     if not path.exists():
         raise BadInput(f"{path} does not exist")
     manifest_paths = find_manifests(path)
@@ -80,7 +81,7 @@ def verify_artifact(path: Path, source: Any, *, weights: str | Path | None,
     loaded = backend.load(LoadRequest(
         source=src, input_names=tuple(interface["inputs"]),
         output_names=tuple(interface["outputs"]), dynamic_batch=dynamic,
-        options=_recorded_options(first)))
+        trust_code=trust_code, options=_recorded_options(first)))
     settings = _settings(manifest_paths[0], overrides)
     checks = [ArtifactCheck(m["target"]["name"], p.parent, check_files(p.parent, m))
               for p, m in zip(manifest_paths, manifests)]

@@ -165,6 +165,10 @@ def test_a_trusted_joblib_file_converts(tmp_path):
                               trust_code=True, **FAST)
     assert result.passed
     assert result.loaded.description == "Pipeline(StandardScaler, LogisticRegression)"
+    # checking the artifact again loads the pickle again: the opt-in is asked again
+    refused = _cli("verify", "out", cwd=tmp_path)
+    assert refused.returncode == ExitCode.BAD_INPUT and "--trust-code" in refused.stderr
+    assert _cli("verify", "out", "--trust-code", cwd=tmp_path).returncode == ExitCode.OK
 
 
 def test_can_load_claims_only_scikit_learn_sources(tmp_path):
