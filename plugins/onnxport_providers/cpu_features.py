@@ -1,22 +1,10 @@
-"""What this machine's CPU can do, for the `auto` target (Linux /proc/cpuinfo flags)."""
+"""Which built-in target this machine's CPU matches, for the `auto` target."""
 
 from __future__ import annotations
 
 import platform
-from functools import lru_cache
 
-
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                key = line.split(":", 1)[0].strip().lower()
-                if key in ("flags", "features"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+from onnxport.environment import cpu_flags
 
 
 def pick_target(machine: str | None = None, flags: frozenset[str] | None = None

@@ -2,7 +2,8 @@
 
 Quantization settings follow onnxruntime's guidance for dynamic INT8: ARM64 and
 AVX512-VNNI run U8S8 (uint8 activations, int8 weights) natively; AVX2 without VNNI can
-saturate with U8S8, so its weights are quantized with reduce_range (7-bit). Conv is never
+saturate with U8S8, so its weights are quantized with reduce_range (7-bit), and so are
+the generic `cpu` target's, which may land on such a CPU. Conv is never
 quantized by default: it becomes ConvInteger, which has no kernel for signed weights on
 most builds. GPU targets stay fp32: dynamic INT8 (MatMulInteger) has no CUDA kernel.
 """
@@ -16,7 +17,7 @@ from .cpu_features import pick_target
 DEFAULT_OPS = ("MatMul", "Gemm", "LSTM", "Attention", "Gather")
 
 
-def _quantize(mode: str, weight_type: str = "QInt8", reduce_range: bool = False,
+def _quantize(mode: str, weight_type: str = "QInt8", *, reduce_range: bool,
               per_channel: bool = False) -> dict:
     return {"mode": mode, "weight_type": weight_type, "reduce_range": reduce_range,
             "per_channel": per_channel, "op_types": list(DEFAULT_OPS),
@@ -29,9 +30,10 @@ BUILTIN_TARGETS = [
     Target(
         name="cpu",
         description="any x86-64 or ARM64 CPU, ONNX Runtime's CPU provider, fp32 (the "
-                    "default target)",
+                    "default target); INT8 on request, with 7-bit weights that are "
+                    "accurate on every CPU",
         passes=CPU_PASSES,
-        options={"quantize": _quantize("off")},
+        options={"quantize": _quantize("off", reduce_range=True)},
     ),
     Target(
         name="arm64",
@@ -39,7 +41,7 @@ BUILTIN_TARGETS = [
                     "onnxruntime has it, else CPU; INT8 U8S8 kept only if faster",
         providers=("XnnpackExecutionProvider", "CPUExecutionProvider"),
         passes=CPU_PASSES,
-        options={"quantize": _quantize("auto", "QInt8")},
+        options={"quantize": _quantize("auto", "QInt8", reduce_range=False)},
     ),
     Target(
         name="x86-avx2",
@@ -52,7 +54,8 @@ BUILTIN_TARGETS = [
         name="x86-avx512-vnni",
         description="x86-64 with AVX512-VNNI: INT8 U8S8 per channel, kept only if faster",
         passes=CPU_PASSES,
-        options={"quantize": _quantize("auto", "QInt8", per_channel=True)},
+        options={"quantize": _quantize("auto", "QInt8", reduce_range=False,
+                                       per_channel=True)},
     ),
     Target(
         name="cuda",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from onnxport.environment import u8s8_saturates_here
 from onnxport.errors import BadInput, ExportFailed, OnnxportError
 from onnxport.modelinfo import describe_model
 from onnxport.records import PassContext, PassOutcome
@@ -100,10 +101,16 @@ def _quantize(context: PassContext, options: QuantizeOptions) -> PassOutcome:
         "size_bytes": {"before": before, "after": after},
         "size_ratio": round(after / before, 3),
     })
+    warnings = list(plan.ignored.values())
+    if options.weight_type == "QInt8" and not options.reduce_range and u8s8_saturates_here():
+        warnings.append(
+            "this machine is x86-64 without VNNI, where onnxruntime's uint8 x int8 "
+            "kernels can saturate: the INT8 error measured here may be larger than on "
+            f"{context.target.name}'s own CPU (verify there, or set "
+            "quantize.reduce_range = true for 7-bit weights that are accurate on both)")
     return PassOutcome(applied=True, path=output, settings=settings,
                        tolerance=context.target.quantized_tolerance,
-                       optional=options.mode == "auto",
-                       warnings=list(plan.ignored.values()))
+                       optional=options.mode == "auto", warnings=warnings)
 
 
 def make_plan(model, options: QuantizeOptions) -> Plan:
