@@ -83,3 +83,29 @@ def test_readme_commands_exist():
     for command in used:
         assert command in commands, command
     assert "make demo" in readme and "make test" in readme
+
+
+def test_plugin_guide_lists_every_conformance_rule():
+    from onnxport.testing import RULES
+
+    guide = (ROOT / "docs" / "plugin-guide.md").read_text()
+    table = guide[guide.index("<!-- conformance-rules"):]
+    listed = re.findall(r"(?m)^\| `([a-z-]+)` \|", table)
+    assert listed == list(RULES), "docs/plugin-guide.md's rule table differs from RULES"
+
+
+def test_plugin_guide_quotes_files_that_exist_and_say_what_it_quotes():
+    """Every file the guide links to exists, and each line of an abridged quote (but
+    `...`) is in the file it names, whitespace aside (the guide joins wrapped calls), so
+    the guide cannot drift from the examples."""
+    guide = (ROOT / "docs" / "plugin-guide.md").read_text()
+    for link in re.findall(r"\]\(\.\./([^)#]+)\)", guide):
+        assert (ROOT / link).exists(), link
+    quotes = re.findall(r"```(?:python|toml)\n# (examples/\S+) \(abridged\)\n(.*?)```",
+                        guide, re.S)
+    assert len(quotes) >= 3
+    for path, body in quotes:
+        source = re.sub(r"\s+", "", (ROOT / path).read_text())
+        for line in body.splitlines():
+            if line.strip() and line.strip() != "...":
+                assert re.sub(r"\s+", "", line) in source, f"{path}: {line.strip()}"
