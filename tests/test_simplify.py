@@ -137,6 +137,25 @@ def _context(tmp_path, model, **options):
                        target=cpu, options=options, work_dir=tmp_path)
 
 
+def test_a_graph_onnxsim_only_annotates_is_not_a_simplified_model(tmp_path, exported_mlp):
+    """Gemm, Relu, Gemm: onnxsim has nothing to fold and returns the same nodes plus
+    inferred shapes, a larger file. The pass says so and the exported model goes on."""
+    import onnx
+
+    from onnxport_onnxsim.simplifying import same_graph, simplify
+
+    outcome = simplify(_context(tmp_path, exported_mlp))
+    assert not outcome.applied and outcome.warnings == []
+    assert outcome.reason == ("onnxsim found nothing to simplify (3 nodes, unchanged): "
+                              "the previous model goes on")
+    assert outcome.settings["nodes_before"] == outcome.settings["nodes_after"] == 3
+    # ... and a graph it did change is not "the same": one node fewer.
+    original = onnx.load(str(exported_mlp))
+    changed = onnx.load(str(exported_mlp))
+    del changed.graph.node[1]
+    assert same_graph(original, original) and not same_graph(original, changed)
+
+
 def test_a_hung_simplifier_is_stopped_at_its_timeout(tmp_path, exported_mlp):
     from onnxport_onnxsim.simplifying import simplify
 

@@ -498,7 +498,9 @@ def _onnx_problem(path: Path) -> str:
 
 
 def _tiny_model(path: Path) -> None:
-    """y = relu(x @ W + b), float32, dynamic batch: something every pass can work on."""
+    """y = relu(identity(x) @ W + b), float32, dynamic batch: something every pass can
+    work on (a no-op node for simplifiers, a MatMul with constant weights for
+    quantizers, float32 values for precision passes)."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -507,7 +509,8 @@ def _tiny_model(path: Path) -> None:
     weight = numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "W")
     bias = numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "B")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["h"]),
+        [helper.make_node("Identity", ["x"], ["x_copy"]),
+         helper.make_node("MatMul", ["x_copy", "W"], ["h"]),
          helper.make_node("Add", ["h", "B"], ["z"]),
          helper.make_node("Relu", ["z"], ["y"])],
         "conformance",

@@ -58,6 +58,10 @@ def simplify(context: PassContext) -> PassOutcome:
         reason = f"onnxsim changed the model's interface: {problem}"
         return PassOutcome(applied=False, reason=reason, settings=settings,
                            warnings=[f"simplify: {reason}"])
+    if same_graph(original, result):
+        return PassOutcome(applied=False, settings=settings, reason=(
+            f"onnxsim found nothing to simplify ({len(result.graph.node)} nodes, "
+            "unchanged): the previous model goes on"))
     _save_like_input(onnx, result, output, external)
     return PassOutcome(applied=True, path=output, settings=settings)
 
@@ -166,6 +170,21 @@ def restore_interface(original, result) -> str:
         for old, new in zip(before, after):
             new.type.CopyFrom(old.type)
     return ""
+
+
+def same_graph(original, result) -> bool:
+    """The same nodes wired the same way, the same weights by name and no fewer bytes:
+    onnxsim only annotated the graph (shapes, value_info), which makes a file larger,
+    not simpler. (Stripping the exporter's node metadata alone is a gain: it shrinks.)"""
+    def wiring(model):
+        return [(n.op_type, n.domain, tuple(n.input), tuple(n.output))
+                for n in model.graph.node]
+
+    def weights(model):
+        return sorted(i.name for i in model.graph.initializer)
+
+    return (wiring(original) == wiring(result) and weights(original) == weights(result)
+            and result.ByteSize() >= original.ByteSize())
 
 
 def _interface(model, kind: str) -> list:
