@@ -168,7 +168,8 @@ class S3Server(ServerProcess):
             "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
         config.chmod(0o600)
         self._spawn([
-            self.binary, f"-logdir={self.root}", "server", f"-ip={HOST}", f"-ip.bind={HOST}", f"-dir={self.data}",
+            self.binary, f"-logdir={self.root}", "server", f"-ip={HOST}",
+            f"-ip.bind={HOST}", f"-dir={self.data}",
             "-master.telemetry=false", "-master.raftBootstrap", "-master.resumeState=false",
             f"-master.port={self.master}",
             f"-master.port.grpc={self.master_grpc}", "-master.volumeSizeLimitMB=64",
