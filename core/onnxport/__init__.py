@@ -12,7 +12,7 @@ _LAZY = {
     "convert": "api", "verify": "api", "publish": "api", "pull": "api",
     "ConversionResult": "api", "Publisher": "records", "PublishRequest": "records",
     "PublishResult": "records",
-    "TargetArtifact": "api", "VerificationSettings": "verification",
+    "TargetArtifact": "api", "VerificationSettings": "flow.verification",
     "hookimpl": "host", "PluginHost": "host",
     "Backend": "records", "Runner": "records", "Target": "records", "Pass": "records",
     "Tolerance": "records", "Source": "records", "LoadRequest": "records",

@@ -1,5 +1,5 @@
 """`python -m onnxport` is the `onnxport` command."""
 
-from .cli import main
+from onnxport.cli import main
 
 raise SystemExit(main())

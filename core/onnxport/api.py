@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .host import PluginHost, default_host
-from .pipeline import ConversionRequest, ConversionResult, TargetArtifact, run_conversion
-from .records import InputSpec, Tolerance
-from .reverify import ArtifactCheck, verify_artifact
-from .sources import source_from_object, source_from_text
-from .verification import VerificationSettings
+from onnxport.host import PluginHost, default_host
+from onnxport.flow.pipeline import ConversionRequest, ConversionResult, TargetArtifact, run_conversion
+from onnxport.records import InputSpec, Tolerance
+from onnxport.flow.reverify import ArtifactCheck, verify_artifact
+from onnxport.flow.sources import source_from_object, source_from_text
+from onnxport.flow.verification import VerificationSettings
 
 __all__ = ["convert", "verify", "publish", "pull", "ConversionResult", "TargetArtifact",
            "ArtifactCheck"]
@@ -128,7 +128,7 @@ def publish(artifact: str | Path, uri: str, *, host: PluginHost | None = None,
             **options: Any):
     """Publish an artifact directory to `uri` (s3://, mlflow://, file://) after checking
     its files; options: create_bucket, run_id, alias, force. Returns a PublishResult."""
-    from .publishing import publish as publish_artifact
+    from onnxport.artifact.publishing import publish as publish_artifact
 
     return publish_artifact(Path(artifact), uri, host or default_host(), options)
 
@@ -136,6 +136,6 @@ def publish(artifact: str | Path, uri: str, *, host: PluginHost | None = None,
 def pull(uri: str, output: str | Path, *, overwrite: bool = False,
          host: PluginHost | None = None) -> Path:
     """Fetch a published artifact into `output`, checked against its manifests."""
-    from .publishing import pull as pull_artifact
+    from onnxport.artifact.publishing import pull as pull_artifact
 
     return pull_artifact(uri, Path(output), host or default_host(), overwrite)

@@ -26,7 +26,7 @@ from typing import Callable
 
 import pluggy
 
-from .records import (Backend, CommandRegistry, Pass, Publisher, Runner, StageEvent,
+from onnxport.records import (Backend, CommandRegistry, Pass, Publisher, Runner, StageEvent,
                       Target)
 
 hookspec = pluggy.HookspecMarker("onnxport")

@@ -29,9 +29,9 @@ from typing import Any, Iterator
 
 import pluggy
 
-from . import hookspecs
-from .errors import BadInput, MissingDependency, PluginError
-from .records import Backend, Pass, Publisher, Requirements, Runner, Target
+from onnxport import hookspecs
+from onnxport.errors import BadInput, MissingDependency, PluginError
+from onnxport.records import Backend, Pass, Publisher, Requirements, Runner, Target
 
 ENTRY_POINT_GROUP = "onnxport"
 BUILTIN_DISTRIBUTION = "onnxport"

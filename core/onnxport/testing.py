@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import OnnxportError, PluginError
-from .host import _KINDS, _NAME, PluginHost, missing_requirement
-from .records import (Backend, ExportRequest, LoadRequest, Pass, PassContext, PassOutcome,
+from onnxport.errors import OnnxportError, PluginError
+from onnxport.host import _KINDS, _NAME, PluginHost, missing_requirement
+from onnxport.records import (Backend, ExportRequest, LoadRequest, Pass, PassContext, PassOutcome,
                       Source, Target)
 
 __all__ = ["ConformanceError", "ConformanceReport", "Problem", "check_backend",
@@ -141,7 +141,7 @@ else:
 
 def _as_plugin(plugin_or_record: Any) -> Any:
     """A plugin object for a bare Backend / Pass / Runner / Target record."""
-    from .host import hookimpl
+    from onnxport.host import hookimpl
 
     record = plugin_or_record
     hook = next((h for h, (t, _) in _KINDS.items() if isinstance(record, t)), None)
@@ -276,7 +276,7 @@ def check_plugin(plugin: Any, *, name: str | None = None) -> ConformanceReport:
 
 
 def _source(sample: Any) -> Source:
-    from .sources import source_from_object, source_from_text
+    from onnxport.flow.sources import source_from_object, source_from_text
 
     if isinstance(sample, Source):
         return sample
@@ -367,7 +367,7 @@ def check_backend(plugin: Any, sample: Any, *, backend: str | None = None,
         _check_backend_io(record, source, work, bad_inputs or [], report)
         if convert and "invalid-model" not in report.rules() and \
                 "load" not in report.rules() and "export" not in report.rules():
-            from .api import convert as run_convert
+            from onnxport.api import convert as run_convert
 
             given = dict(convert_options)
             if source.kind == "path":

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import BadInput, MissingDependency
+from onnxport.errors import BadInput, MissingDependency
 
 # onnx.TensorProto element types -> numpy dtype names
 _DTYPES = {

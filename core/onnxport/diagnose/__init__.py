@@ -29,12 +29,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import BadInput
-from .host import PluginHost
-from .inputs import describe_inputs, load_npz, random_inputs
-from .metrics import OutputComparison, compare_output
-from .modelinfo import TensorInfo, import_onnx, read_model_info
-from .records import (Intermediate, LoadedModel, LoadRequest, PassContext, RunOptions,
+from onnxport.errors import BadInput
+from onnxport.host import PluginHost
+from onnxport.flow.inputs import describe_inputs, load_npz, random_inputs
+from onnxport.flow.metrics import OutputComparison, compare_output
+from onnxport.artifact.modelinfo import TensorInfo, import_onnx, read_model_info
+from onnxport.records import (Intermediate, LoadedModel, LoadRequest, PassContext, RunOptions,
                       Target, Tolerance)
 
 
@@ -226,7 +226,7 @@ class _Graph:
 
 
 def _elem_dtype(code: int) -> str:
-    from .modelinfo import _DTYPES
+    from onnxport.artifact.modelinfo import _DTYPES
 
     return _DTYPES.get(code, f"type{code}")
 
@@ -631,7 +631,7 @@ def diagnose_artifact(path: Path, host: PluginHost, *, source: Any = None,
     """`onnxport diagnose DIR`: each target of an artifact (or of a kept `DIR.failed`).
     A target whose pass failed is diagnosed against the model the pass started from;
     any other target against the source."""
-    from .reverify import _settings, find_manifests
+    from onnxport.flow.reverify import _settings, find_manifests
 
     path = Path(path)
     if not path.exists():
@@ -677,8 +677,8 @@ def load_recorded_source(manifest: dict[str, Any], host: PluginHost, source: Any
                          weights: Path | None) -> LoadedModel:
     """The source a manifest records (or `source`), loaded by the backend it names, with
     the interface the conversion settled (as `onnxport verify` does)."""
-    from .reverify import _recorded_options
-    from .sources import pick_backend, source_from_object, source_from_text
+    from onnxport.flow.reverify import _recorded_options
+    from onnxport.flow.sources import pick_backend, source_from_object, source_from_text
 
     recorded = manifest["source"]
     weights_path = Path(weights) if weights else (
@@ -708,7 +708,7 @@ def diagnose_files(candidate: Path, host: PluginHost, *, reference: Path | None 
                    providers: Sequence[str] = ()) -> Diagnosis:
     """`onnxport diagnose MODEL.onnx --reference REF.onnx` (a pass) or `--source SOURCE`
     (the export), on seeded inputs."""
-    from .sources import pick_backend, source_from_object, source_from_text
+    from onnxport.flow.sources import pick_backend, source_from_object, source_from_text
 
     candidate = Path(candidate)
     if not candidate.is_file():
@@ -771,7 +771,7 @@ def diagnose_conversion(result, host: PluginHost, *, atol: float | None = None,
     """`onnxport convert --diagnose`: each failed target of a conversion that just
     failed, with the source model still loaded. The failing stage's input model must be
     on disk (the conversion keeps the failed candidate)."""
-    from .reverify import _settings
+    from onnxport.flow.reverify import _settings
 
     diagnoses = []
     with tempfile.TemporaryDirectory(prefix="onnxport-diagnose-") as tmp:
@@ -811,7 +811,7 @@ def diagnose_conversion(result, host: PluginHost, *, atol: float | None = None,
 
 
 def diagnosis_text(diagnosis: Diagnosis, show_all: bool = False) -> str:
-    from .formatting import budget_text
+    from onnxport.report.formatting import budget_text
 
     where = f"target {diagnosis.target}, " if diagnosis.target else ""
     what = ("a post-processing pass" if diagnosis.kind == "pass" else
@@ -925,7 +925,7 @@ def _is_quantization(diagnosis: Diagnosis, finding: Finding) -> bool:
 
 
 def _findings_table(diagnosis: Diagnosis, show_all: bool) -> str:
-    from .formatting import table
+    from onnxport.report.formatting import table
 
     findings = diagnosis.findings
     first = diagnosis.first

@@ -8,9 +8,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import BadInput
-from .modelinfo import TensorInfo
-from .records import InputSpec
+from onnxport.errors import BadInput
+from onnxport.artifact.modelinfo import TensorInfo
+from onnxport.records import InputSpec
 
 DEFAULT_RANGE = (-1.0, 1.0)
 DEFAULT_INT_RANGE = (0, 10)

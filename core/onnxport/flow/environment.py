@@ -8,7 +8,7 @@ import platform
 import sys
 from functools import lru_cache
 
-from . import __version__
+from onnxport import __version__
 
 REPORTED_PACKAGES = ("torch", "tensorflow", "keras", "tf2onnx", "onnx", "onnxscript",
                      "onnxruntime", "onnxsim", "numpy", "pluggy")

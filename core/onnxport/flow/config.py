@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
-from .host import PluginHost
-from .records import Target, Tolerance
+from onnxport.errors import BadInput
+from onnxport.host import PluginHost
+from onnxport.records import Target, Tolerance
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,19 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .artifacts import Staging, check_output_dir, write_json
-from .reports import write_reports
-from .errors import BadInput, ExportFailed, OnnxportError, VerificationFailed
-from .host import PluginHost
-from .manifest import build_manifest, build_report
-from .modelinfo import ModelInfo, describe_model
-from .records import (Backend, ExportRequest, ExportResult, InputSpec, LoadedModel,
+from onnxport.artifact.writing import Staging, check_output_dir, write_json
+from onnxport.report import write_reports
+from onnxport.errors import BadInput, ExportFailed, OnnxportError, VerificationFailed
+from onnxport.host import PluginHost
+from onnxport.artifact.manifest import build_manifest, build_report
+from onnxport.artifact.modelinfo import ModelInfo, describe_model
+from onnxport.records import (Backend, ExportRequest, ExportResult, InputSpec, LoadedModel,
                       LoadRequest, Pass, PassContext, RunOptions, Source, StageEvent,
                       Target, Tolerance)
-from .config import apply_config, find_config
-from .sources import pick_backend
-from .targets import ResolvedTarget, fallback_note, resolve_targets
-from .verification import Reference, Verification, VerificationSettings, verify_candidate
+from onnxport.flow.config import apply_config, find_config
+from onnxport.flow.sources import pick_backend
+from onnxport.flow.targets import ResolvedTarget, fallback_note, resolve_targets
+from onnxport.flow.verification import Reference, Verification, VerificationSettings, verify_candidate
 
 
 @dataclass

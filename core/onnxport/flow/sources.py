@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput, MissingDependency, PluginError
-from .host import PluginHost
-from .records import Backend, Source
+from onnxport.errors import BadInput, MissingDependency, PluginError
+from onnxport.host import PluginHost
+from onnxport.records import Backend, Source
 
 _FRAMEWORK_EXTRAS = {"torch": "torch", "tensorflow": "keras", "keras": "keras",
                      "onnx": "onnx", "onnxruntime": "runtime"}

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 import onnxruntime as ort
 
-from .errors import BadInput, OnnxportError
+from onnxport.errors import BadInput, OnnxportError
 
 __all__ = ["InferenceModel", "StreamingWindow", "TensorSpec", "ArtifactError",
            "ArtifactNotFound", "IntegrityError", "InputError", "RunFailed"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .records import Tolerance
-from .formatting import budget_text, cosine_text, error_text, human_bytes, ms_text
+from onnxport.records import Tolerance
+from onnxport.report.formatting import budget_text, cosine_text, error_text, human_bytes, ms_text
 
 
 def render_markdown(report: dict[str, Any]) -> str:

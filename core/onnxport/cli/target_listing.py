@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from .host import PluginHost
-from .formatting import table
+from onnxport.host import PluginHost
+from onnxport.report.formatting import table
 
 
 def target_listing(host: PluginHost) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
+from onnxport.errors import BadInput
 
 MANIFEST = "manifest.json"
 REPORT = "report.json"

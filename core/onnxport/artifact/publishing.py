@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
-from .artifacts import REPORT, Staging, check_output_dir
-from .errors import BadInput, VerificationFailed
-from .host import PluginHost
-from .records import Publisher, PublishRequest, PublishResult
-from .reverify import check_files, find_manifests
+from onnxport.artifact.writing import REPORT, Staging, check_output_dir
+from onnxport.errors import BadInput, VerificationFailed
+from onnxport.host import PluginHost
+from onnxport.records import Publisher, PublishRequest, PublishResult
+from onnxport.flow.reverify import check_files, find_manifests
 
 
 def version_tag(now: datetime.datetime | None = None) -> str:

@@ -35,11 +35,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import BadInput
-from .host import PluginHost
-from .inputs import random_inputs
-from .modelinfo import TensorInfo, read_model_info
-from .records import InputSpec, LoadRequest, RunOptions
+from onnxport.errors import BadInput
+from onnxport.host import PluginHost
+from onnxport.flow.inputs import random_inputs
+from onnxport.artifact.modelinfo import TensorInfo, read_model_info
+from onnxport.records import InputSpec, LoadRequest, RunOptions
 
 CHILD_TIMEOUT_S = 900
 
@@ -151,7 +151,7 @@ def plan(path: Path, host: PluginHost, *, targets: Sequence[str] = (),
             raise BadInput("--with-source needs an artifact directory, whose manifest "
                            "records the source", "give the source with --source")
         return cases, list(info.inputs), {}, {}, dynamic
-    from .reverify import _settings, find_manifests
+    from onnxport.flow.reverify import _settings, find_manifests
 
     manifest_paths = find_manifests(path)
     manifests = [json.loads(p.read_text()) for p in manifest_paths]
@@ -324,8 +324,8 @@ def _child_main() -> int:
     with np.load(spec["feeds"], allow_pickle=False) as archive:
         feeds = {name: archive[name] for name in archive.files}
     start_rss = _memory().get("VmRSS")
-    from .errors import OnnxportError
-    from .host import default_host
+    from onnxport.errors import OnnxportError
+    from onnxport.host import default_host
 
     try:
         host = default_host()
@@ -380,7 +380,7 @@ def _opener(case: BenchCase, host: PluginHost, options: RunOptions):
 
         open_model.runner = runner.name
         return open_model
-    from .sources import pick_backend, source_from_text
+    from onnxport.flow.sources import pick_backend, source_from_text
 
     weights = Path(case.weights) if case.weights else None
     state: dict[str, Any] = {}
@@ -429,8 +429,8 @@ def _memory() -> dict[str, int]:
 
 def bench_table(results: Sequence[BenchResult], settings: BenchSettings,
                 batch: int) -> str:
-    from .environment import machine
-    from .formatting import human_bytes, table
+    from onnxport.flow.environment import machine
+    from onnxport.report.formatting import human_bytes, table
 
     threads = settings.resolved_threads()
     how = ("set with --threads" if settings.threads else
@@ -482,7 +482,7 @@ def _num(value: float | None) -> str:
 
 def bench_json(results: Sequence[BenchResult], settings: BenchSettings, batch: int
                ) -> dict[str, Any]:
-    from .environment import machine, versions
+    from onnxport.flow.environment import machine, versions
 
     return {"format": "onnxport-bench/1",
             "settings": {"batch": batch, "threads": settings.resolved_threads(),

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .records import Tolerance
+from onnxport.records import Tolerance
 
 _REL_FLOOR = float(np.finfo(np.float32).eps)  # below this |source| counts as zero for max_rel
 

@@ -15,9 +15,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
-from .errors import BadInput, ExitCode, OnnxportError, VerificationFailed
-from .records import Command, Tolerance
+from onnxport import __version__
+from onnxport.errors import BadInput, ExitCode, OnnxportError, VerificationFailed
+from onnxport.records import Command, Tolerance
 
 EXIT_CODES = """exit codes:
   0  success
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None, host=None) -> int:
     debug = "--debug" in argv
     try:
         if host is None:
-            from .host import default_host
+            from onnxport.host import default_host
 
             host = default_host()
         parser = build_parser(host)
@@ -69,7 +69,7 @@ class _CommandRegistry:
 
     def add(self, command: Command) -> None:
         if command.name in self.taken:
-            from .errors import PluginError
+            from onnxport.errors import PluginError
             raise PluginError(f"a plugin adds the command '{command.name}', which "
                               "already exists")
         self.taken.add(command.name)
@@ -208,11 +208,11 @@ def _add_convert(sub) -> None:
 
 
 def _run_convert(args) -> int:
-    from .inputs import parse_input_spec, parse_range
-    from .pipeline import ConversionRequest, run_conversion
-    from .progress import TerminalProgress
-    from .sources import source_from_text
-    from .verification import VerificationSettings
+    from onnxport.flow.inputs import parse_input_spec, parse_range
+    from onnxport.flow.pipeline import ConversionRequest, run_conversion
+    from onnxport.cli.progress import TerminalProgress
+    from onnxport.flow.sources import source_from_text
+    from onnxport.flow.verification import VerificationSettings
 
     if args.weights is not None and not args.weights.is_file():
         raise BadInput(f"--weights {args.weights} does not exist")
@@ -254,7 +254,7 @@ def _run_convert(args) -> int:
         made_by={"command": shlex.join(["onnxport", *map(redact, args.argv)]),
                  "cwd": str(Path.cwd())},
     )
-    from .artifacts import check_output_dir
+    from onnxport.artifact.writing import check_output_dir
 
     check_output_dir(args.output, args.overwrite)  # before running any user code
     for name in args.enable:
@@ -280,7 +280,7 @@ def _run_convert(args) -> int:
 
 
 def _print_result(result, as_json: bool) -> None:
-    from .summary import conversion_summary
+    from onnxport.report.terminal import conversion_summary
 
     if as_json:
         print(json.dumps(result.report, indent=2, default=str))
@@ -317,7 +317,7 @@ def parse_tolerance(text: str) -> tuple[str, Tolerance]:
 
 def parse_pass_options(items: list[str], quantize: str | None) -> dict[str, dict[str, Any]]:
     """`PASS.KEY=VALUE` items (VALUE read as TOML, else as a string) and --quantize."""
-    from .config import tomllib
+    from onnxport.flow.config import tomllib
 
     options: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -374,8 +374,8 @@ def _add_verify(sub) -> None:
 
 
 def _run_verify(args) -> int:
-    from .api import verify
-    from .summary import artifact_check_summary
+    from onnxport.api import verify
+    from onnxport.report.terminal import artifact_check_summary
 
     checks = verify(args.artifact, args.source, weights=args.weights, host=args.host,
                     trust_code=args.trust_code)
@@ -411,9 +411,9 @@ def _add_inspect(sub) -> None:
 
 
 def _run_inspect(args) -> int:
-    from .modelinfo import read_model_info
-    from .reverify import find_manifests
-    from .summary import model_summary
+    from onnxport.artifact.modelinfo import read_model_info
+    from onnxport.flow.reverify import find_manifests
+    from onnxport.report.terminal import model_summary
 
     path: Path = args.model
     if not path.exists():
@@ -444,7 +444,7 @@ def _add_plugins(sub) -> None:
 
 
 def _run_plugins(args) -> int:
-    from .plugin_listing import plugin_listing, plugin_table
+    from onnxport.cli.plugin_listing import plugin_listing, plugin_table
 
     listing = plugin_listing(args.host)
     print(json.dumps(listing, indent=2) if args.json else plugin_table(listing))
@@ -467,8 +467,8 @@ def _add_targets(sub) -> None:
 
 
 def _run_targets(args) -> int:
-    from .config import apply_config, find_config
-    from .target_listing import target_listing, target_table
+    from onnxport.flow.config import apply_config, find_config
+    from onnxport.cli.target_listing import target_listing, target_table
 
     found = find_config(args.config)
     if found is not None:
@@ -514,7 +514,7 @@ def _run_publish(args) -> int:
 
 
 def _publish(args, artifact: Path, uri: str):
-    from .publishing import publish
+    from onnxport.artifact.publishing import publish
 
     options: dict[str, Any] = {"create_bucket": args.create_bucket, "run_id": args.run_id,
                                "alias": args.alias, "force": args.force}
@@ -543,7 +543,7 @@ def _add_pull(sub) -> None:
 
 
 def _run_pull(args) -> int:
-    from .publishing import pull
+    from onnxport.artifact.publishing import pull
 
     path = pull(args.uri, args.output, args.host, overwrite=args.overwrite)
     print(f"pulled {args.uri} into {path}")
@@ -587,8 +587,8 @@ def _add_bench(sub) -> None:
 
 
 def _run_bench(args) -> int:
-    from .bench import BenchSettings, bench_json, bench_table, make_feeds, plan, run_bench
-    from .inputs import parse_input_spec
+    from onnxport.bench import BenchSettings, bench_json, bench_table, make_feeds, plan, run_bench
+    from onnxport.flow.inputs import parse_input_spec
 
     for flag, value, low in (("--warmup", args.warmup, 0), ("--runs", args.runs, 1),
                              ("--threads", args.threads, 1), ("--batch", args.batch, 1)):
@@ -653,7 +653,7 @@ def _add_diagnose(sub) -> None:
 
 
 def _run_diagnose(args) -> int:
-    from .diagnose import diagnose_artifact, diagnose_files
+    from onnxport.diagnose import diagnose_artifact, diagnose_files
 
     path: Path = args.model
     if not path.exists():
@@ -679,7 +679,7 @@ def _run_diagnose(args) -> int:
 
 
 def _print_diagnoses(diagnoses, as_json: bool, show_all: bool = False) -> None:
-    from .diagnose import diagnosis_text
+    from onnxport.diagnose import diagnosis_text
 
     if as_json:
         data = [d.to_dict() for d in diagnoses]
@@ -691,8 +691,8 @@ def _print_diagnoses(diagnoses, as_json: bool, show_all: bool = False) -> None:
 def _print_diagnosed(args, result) -> None:
     """`convert --diagnose` after a failed verification: the summary, then where each
     failed target goes wrong (also written to DIR.failed/diagnosis.json)."""
-    from .diagnose import diagnose_conversion, diagnosis_text
-    from .summary import conversion_summary
+    from onnxport.diagnose import diagnose_conversion, diagnosis_text
+    from onnxport.report.terminal import conversion_summary
 
     diagnoses = []
     try:
@@ -704,7 +704,7 @@ def _print_diagnosed(args, result) -> None:
         print(f"onnxport: diagnosis failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     data = [d.to_dict() for d in diagnoses]
     if result.output is not None and data:
-        from .artifacts import write_json
+        from onnxport.artifact.writing import write_json
 
         write_json(result.output / "diagnosis.json", data)
     if args.json:

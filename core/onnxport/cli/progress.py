@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .host import PluginHost, hookimpl
-from .records import StageEvent
+from onnxport.host import PluginHost, hookimpl
+from onnxport.records import StageEvent
 
 _MARKS = {"ok": "ok", "warning": "warning", "skipped": "skipped", "failed": "FAILED"}
 

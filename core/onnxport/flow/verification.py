@@ -18,10 +18,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .inputs import describe_inputs, load_npz, random_inputs
-from .metrics import OutputComparison, compare_output
-from .modelinfo import TensorInfo, import_onnx, read_model_info
-from .records import RunOptions, RunSession, Runner, Tolerance
+from onnxport.flow.inputs import describe_inputs, load_npz, random_inputs
+from onnxport.flow.metrics import OutputComparison, compare_output
+from onnxport.artifact.modelinfo import TensorInfo, import_onnx, read_model_info
+from onnxport.records import RunOptions, RunSession, Runner, Tolerance
 
 DEFAULT_DYNAMIC_BATCHES = (1, 3)
 

@@ -7,9 +7,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import BadInput
-from .host import PluginHost
-from .records import Target
+from onnxport.errors import BadInput
+from onnxport.host import PluginHost
+from onnxport.records import Target
 
 
 @dataclass

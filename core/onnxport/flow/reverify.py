@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import MANIFEST, REPORT, sha256_of
-from .errors import BadInput
-from .host import PluginHost
-from .records import LoadRequest, RunOptions, Tolerance
-from .sources import pick_backend, source_from_object, source_from_text
-from .verification import Reference, Verification, VerificationSettings, verify_candidate
+from onnxport.artifact.writing import MANIFEST, REPORT, sha256_of
+from onnxport.errors import BadInput
+from onnxport.host import PluginHost
+from onnxport.records import LoadRequest, RunOptions, Tolerance
+from onnxport.flow.sources import pick_backend, source_from_object, source_from_text
+from onnxport.flow.verification import Reference, Verification, VerificationSettings, verify_candidate
 
 
 @dataclass

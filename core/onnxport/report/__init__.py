@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .artifacts import REPORT, write_json
-from .report_html import render_html
-from .report_md import render_markdown
+from onnxport.artifact.writing import REPORT, write_json
+from onnxport.report.html import render_html
+from onnxport.report.markdown import render_markdown
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"

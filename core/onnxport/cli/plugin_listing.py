@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .host import PluginHost
-from .formatting import table
+from onnxport.host import PluginHost
+from onnxport.report.formatting import table
 
 KINDS = ("backend", "runner", "target", "pass", "publisher")
 

@@ -9,12 +9,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .artifacts import describe_files, sha256_of
-from .environment import machine, versions
+from onnxport.artifact.writing import describe_files, sha256_of
+from onnxport.flow.environment import machine, versions
 
 if TYPE_CHECKING:
-    from .pipeline import ConversionRequest, TargetArtifact
-    from .records import Backend, ExportResult, LoadedModel
+    from onnxport.flow.pipeline import ConversionRequest, TargetArtifact
+    from onnxport.records import Backend, ExportResult, LoadedModel
 
 MANIFEST_FORMAT = "onnxport-artifact/1"
 RECORDED_LOAD_OPTIONS = ("custom_objects",)  # what `onnxport verify` needs to load again

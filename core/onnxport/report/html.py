@@ -14,8 +14,8 @@ import html
 import io
 from typing import Any
 
-from .records import Tolerance
-from .formatting import budget_text, cosine_text, error_text, human_bytes, ms_text
+from onnxport.records import Tolerance
+from onnxport.report.formatting import budget_text, cosine_text, error_text, human_bytes, ms_text
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;

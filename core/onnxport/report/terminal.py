@@ -5,13 +5,13 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING
 
-from .formatting import budget_text, error_text, human_bytes, ms_text, table
+from onnxport.report.formatting import budget_text, error_text, human_bytes, ms_text, table
 
 if TYPE_CHECKING:
-    from .modelinfo import ModelInfo
-    from .pipeline import ConversionResult
-    from .reverify import ArtifactCheck
-    from .verification import Verification
+    from onnxport.artifact.modelinfo import ModelInfo
+    from onnxport.flow.pipeline import ConversionResult
+    from onnxport.flow.reverify import ArtifactCheck
+    from onnxport.flow.verification import Verification
 
 
 WIDTH = 100
