@@ -27,8 +27,8 @@ ZOO_INTERFACES = {
 
 def check_artifact(out: Path, inputs: list[str], outputs: list[str]) -> dict:
     """The artifact is complete, self-contained, verified at two batch sizes."""
-    from onnxport.artifacts import sha256_of
-    from onnxport.modelinfo import read_model_info
+    from onnxport.artifact.writing import sha256_of
+    from onnxport.artifact.modelinfo import read_model_info
 
     report = json.loads((out / "report.json").read_text())
     manifest = json.loads((out / "cpu" / "manifest.json").read_text())

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from onnxport.errors import BadInput
-from onnxport.inputs import load_npz, parse_input_spec, parse_range, random_inputs
-from onnxport.modelinfo import TensorInfo
+from onnxport.flow.inputs import load_npz, parse_input_spec, parse_range, random_inputs
+from onnxport.artifact.modelinfo import TensorInfo
 
 INFOS = [TensorInfo("sensors", ["batch", 20, 25], "float32"),
          TensorInfo("ids", ["batch", "seq"], "int64")]

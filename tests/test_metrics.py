@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from onnxport.metrics import compare_output
+from onnxport.flow.metrics import compare_output
 from onnxport.records import Tolerance
 
 

@@ -65,9 +65,9 @@ def test_same_artifact_is_not_copied_twice_unless_forced(reference_artifact, tmp
 
 
 def test_force_twice_in_the_same_second(reference_artifact, tmp_path, monkeypatch):
-    import onnxport.publishing
+    import onnxport.artifact.publishing
 
-    monkeypatch.setattr(onnxport.publishing, "version_tag", lambda: "v20261123_120000")
+    monkeypatch.setattr(onnxport.artifact.publishing, "version_tag", lambda: "v20261123_120000")
     shelf = tmp_path / "shelf"
     onnxport.publish(reference_artifact, f"file://{shelf}")
     onnxport.publish(reference_artifact, f"file://{shelf}", force=True)

@@ -28,7 +28,7 @@ from conftest import ROOT, factory, run_process, zoo_module
 FORBIDDEN = ("torch", "tensorflow", "keras", "onnx", "onnxscript", "tf2onnx", "pluggy",
              "onnxport_torch", "onnxport_keras", "onnxport_providers", "onnxport_tflite")
 FORBIDDEN_ONNXPORT = ("onnxport.host", "onnxport.records", "onnxport.cli", "onnxport.api",
-                      "onnxport.pipeline", "onnxport.verification")
+                      "onnxport.flow.pipeline", "onnxport.flow.verification")
 # Distributions the runtime install must not hold.
 HEAVY = {"torch", "tensorflow", "tensorflow-cpu", "keras", "onnx", "onnxscript", "tf2onnx",
          "tensorboard", "jax"}

@@ -19,7 +19,7 @@ from torch import nn
 import onnxport
 from onnxport.errors import BadInput
 from onnxport.host import PluginHost, hookimpl
-from onnxport.modelinfo import read_model_info
+from onnxport.artifact.modelinfo import read_model_info
 from onnxport.records import PassContext, Target
 
 from conftest import factory

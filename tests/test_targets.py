@@ -90,7 +90,7 @@ def test_cpu_feature_table(machine, flags, expected):
     ("aarch64", {"asimd"}, False),
 ])
 def test_u8s8_saturation_is_told_from_the_cpu_flags(machine, flags, saturates):
-    from onnxport.environment import u8s8_saturates_here
+    from onnxport.flow.environment import u8s8_saturates_here
 
     assert u8s8_saturates_here(machine, frozenset(flags)) is saturates
 
@@ -100,7 +100,7 @@ def test_int8_measured_where_it_saturates_says_so(tmp_path):
     CPU is one where onnxruntime's U8S8 kernels saturate; the cpu target's 7-bit weights
     never get the warning."""
     import onnxport
-    from onnxport.environment import cpu_flags, u8s8_saturates_here
+    from onnxport.flow.environment import cpu_flags, u8s8_saturates_here
 
     result = onnxport.convert(factory("planner"), output=tmp_path / "out",
                               targets=["rpi4", "cpu"], quantize="on", latency_runs=0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from onnxport.errors import BadInput
-from onnxport.sources import _import_factory_module
+from onnxport.flow.sources import _import_factory_module
 
 HINT = ("give it as MODULE:NAME or path/to/file.py:NAME, e.g. "
         "my_project.losses:autopilot_loss")

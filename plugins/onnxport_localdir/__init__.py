@@ -17,7 +17,7 @@ def _root(uri: str) -> Path:
 
 
 def publish(request: PublishRequest) -> PublishResult:
-    from onnxport.publishing import artifact_digest, version_tag
+    from onnxport.artifact.publishing import artifact_digest, version_tag
 
     home = _root(request.uri) / request.name
     digest = artifact_digest(request.manifests)

@@ -217,7 +217,7 @@ def explain(error: BaseException, uri: str, doing: str) -> MlflowPublishError:
 
 
 def artifact_sha256(manifests: list[dict[str, Any]]) -> str:
-    from onnxport.publishing import artifact_digest
+    from onnxport.artifact.publishing import artifact_digest
 
     return hashlib.sha256(artifact_digest(manifests).encode()).hexdigest()
 
@@ -349,7 +349,7 @@ def parse_uri(uri: str) -> tuple[str, str | None, str | None]:
 def publish(request: PublishRequest) -> PublishResult:
     from mlflow.exceptions import MlflowException
 
-    from onnxport.publishing import version_tag
+    from onnxport.artifact.publishing import version_tag
 
     settings = Settings.from_options(request.options)
     name, version, alias = parse_uri(request.uri)
@@ -515,7 +515,7 @@ def pull(uri: str, destination: Path) -> None:
     if recorded:
         import json
 
-        from onnxport.reverify import find_manifests
+        from onnxport.flow.reverify import find_manifests
 
         manifests = [json.loads(p.read_text()) for p in find_manifests(destination)]
         if artifact_sha256(manifests) != recorded:

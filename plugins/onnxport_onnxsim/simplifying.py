@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from onnxport.modelinfo import load_onnx
+from onnxport.artifact.modelinfo import load_onnx
 from onnxport.records import PassContext, PassOutcome
 
 from .child import MARKER

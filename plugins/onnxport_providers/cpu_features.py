@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from onnxport.environment import cpu_flags
+from onnxport.flow.environment import cpu_flags
 
 
 def pick_target(machine: str | None = None, flags: frozenset[str] | None = None

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from onnxport.modelinfo import describe_model
+from onnxport.artifact.modelinfo import describe_model
 from onnxport.records import PassContext, Target
 
 from .options import parse_options

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from onnxport.environment import u8s8_saturates_here
+from onnxport.flow.environment import u8s8_saturates_here
 from onnxport.errors import BadInput, ExportFailed, OnnxportError
-from onnxport.modelinfo import describe_model
+from onnxport.artifact.modelinfo import describe_model
 from onnxport.records import PassContext, PassOutcome
 
 from .options import NOT_DYNAMIC, QuantizeOptions, parse_options

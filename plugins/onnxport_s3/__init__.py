@@ -452,7 +452,7 @@ def _find_published(conn: Connection, bucket: str, home: str,
 
 
 def _free_version(conn: Connection, bucket: str, home: str) -> str:
-    from onnxport.publishing import version_tag
+    from onnxport.artifact.publishing import version_tag
 
     base = version_tag()
     for n in range(1, 1000):
@@ -590,7 +590,7 @@ def _cleanup(conn: Connection, bucket: str, keys: list[str]) -> bool:
 
 
 def publish(request: PublishRequest) -> PublishResult:
-    from onnxport.publishing import artifact_digest
+    from onnxport.artifact.publishing import artifact_digest
 
     import onnxport
 

@@ -120,7 +120,7 @@ def _deprecation(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _environment() -> dict[str, str]:
-    from onnxport.environment import package_version
+    from onnxport.flow.environment import package_version
 
     return {"python": sys.version.split()[0],
             "tensorflow": package_version("tensorflow") or
