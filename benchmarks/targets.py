@@ -160,7 +160,7 @@ def max_abs_error(sess: ort.InferenceSession, feeds: dict[str, np.ndarray],
 def meets_budget(sess: ort.InferenceSession, feeds: dict[str, np.ndarray],
                  expected: dict[str, np.ndarray], budget) -> bool:
     """Every output within the target's INT8 budget, by the verification's own rule."""
-    from onnxport.flow.metrics import compare_output
+    from onnxport.tolerance import compare_output
 
     names = [o.name for o in sess.get_outputs()]
     actual = dict(zip(names, sess.run(None, feeds)))

@@ -28,9 +28,9 @@ FAMILIES = [
      ("onnxport_register_backends", "onnxport_register_runners",
       "onnxport_register_targets", "onnxport_register_passes",
       "onnxport_register_publishers")),
-    ("commands", "Command hooks",
-     "Add subcommands to the `onnxport` command line.",
-     ("onnxport_register_commands",)),
+    ("commands", "Command-line hooks",
+     "Add subcommands to the `onnxport` command line, and options to its commands.",
+     ("onnxport_register_commands", "onnxport_add_options")),
     ("lifecycle", "Lifecycle observers",
      "Called as each stage of a conversion starts and ends: for progress displays, "
      "logs and metrics.",
@@ -49,7 +49,7 @@ def _records_of(name: str) -> list[type]:
     """The records a hook's implementation receives, or passes to `register`, and the
     records those carry."""
     from onnxport import records
-    from onnxport.host import _KINDS
+    from onnxport.registry import KINDS
 
     related = {
         "Backend": [records.Source, records.LoadRequest, records.InputSpec,
@@ -60,11 +60,13 @@ def _records_of(name: str) -> list[type]:
         "Pass": [records.PassContext, records.PassOutcome],
         "Publisher": [records.PublishRequest, records.PublishResult],
     }
-    if name in _KINDS:
-        record = _KINDS[name][0]
+    if name in KINDS:
+        record = KINDS[name][0]
         return [record, *related.get(record.__name__, [])]
     if name == "onnxport_register_commands":
         return [records.Command]
+    if name == "onnxport_add_options":
+        return [records.Option]
     if name.startswith("onnxport_stage_"):
         return [records.StageEvent]
     return []

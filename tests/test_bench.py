@@ -38,7 +38,10 @@ def check_row(row: dict, batch: int, threads: int, runs: int) -> None:
 
 
 def test_bench_an_artifact_and_its_source(cli, artifact):
-    done = cli("bench", artifact, "--with-source", "--runs", "5", "--warmup", "1", "--json")
+    refused = cli("bench", artifact, "--with-source")  # runs what the manifest names
+    assert refused.code == ExitCode.BAD_INPUT and "--trust-code" in refused.err
+    done = cli("bench", artifact, "--with-source", "--trust-code", "--runs", "5",
+               "--warmup", "1", "--json")
     assert done.code == 0, done.err
     data = json.loads(done.out)
     assert data["settings"] == {"batch": 1, "threads": available_cpus(),

@@ -27,7 +27,7 @@ ZOO_INTERFACES = {
 
 def check_artifact(out: Path, inputs: list[str], outputs: list[str]) -> dict:
     """The artifact is complete, self-contained, verified at two batch sizes."""
-    from onnxport.artifact.writing import sha256_of
+    from onnxport.artifact.reading import sha256_of
     from onnxport.artifact.modelinfo import read_model_info
 
     report = json.loads((out / "report.json").read_text())
@@ -70,7 +70,7 @@ def test_autopilot_with_the_torchscript_exporter_at_opset_14(cli, tmp_path):
     assert result.code == 0, result.err
     manifest = check_artifact(out, ["sensors"], ["rudder"])
     assert manifest["onnx"]["opset"] == 14 and manifest["source"]["exporter"] == "torchscript"
-    inspected = json.loads(cli("inspect", out / "cpu" / manifest["model"], "--json").out)
+    inspected = json.loads(cli("inspect", out / "cpu" / manifest["model"], "--json").out)["models"][0]
     assert inspected["op_histogram"].get("LSTM") == 2
 
 
@@ -208,17 +208,19 @@ def test_inspect_prints_what_the_course_module_asks_for(cli, tmp_path):
     for expected in ("costmap_input: float32[batch, 1, 50, 50]", "output: float32[batch, 60]",
                      "opset", "ir version", "producer", "pytorch", "Conv", "parameters"):
         assert expected in text.out
-    data = json.loads(cli("inspect", out / "cpu" / "planner.onnx", "--json").out)
+    data = json.loads(cli("inspect", out / "cpu" / "planner.onnx", "--json").out)["models"][0]
     assert data["opset"] == 20 and data["op_histogram"]["Conv"] == 3
     assert data["size_bytes"] == (out / "cpu" / "planner.onnx").stat().st_size
 
 
-def test_verify_reruns_against_the_recorded_source_and_catches_tampering(cli, tmp_path):
+def test_verify_reruns_against_the_named_source_and_catches_tampering(cli, tmp_path):
     out = tmp_path / "loc"
     assert cli("convert", factory("localization"), "-o", out, "--latency-runs", "0").code == 0
-    again = cli("verify", out)
+    again = cli("verify", out, "--source", factory("localization"))
     assert again.code == 0, again.err
     assert "cpu: PASS" in again.out and "positions" in again.out
+    trusted = cli("verify", out, "--trust-code")  # the manifest's own source, opted in
+    assert trusted.code == 0 and "cpu: PASS" in trusted.out
     model = out / "cpu" / "localization.onnx"
     original = model.read_bytes()
     flipped = bytearray(original)
@@ -226,7 +228,7 @@ def test_verify_reruns_against_the_recorded_source_and_catches_tampering(cli, tm
     model.write_bytes(bytes(flipped))
     tampered = cli("verify", out)
     assert tampered.code == ExitCode.VERIFICATION_FAILED
-    assert "localization.onnx does not match its sha256" in tampered.out
+    assert "localization.onnx has sha256" in tampered.out
     model.write_bytes(original[:-10])
     truncated = cli("verify", out)
     assert truncated.code == ExitCode.VERIFICATION_FAILED
@@ -258,4 +260,4 @@ def test_external_data_is_listed_checked_and_moved_with_the_model(cli, tmp_path,
     assert (out / "cpu" / "planner.onnx.data").stat().st_size > 1_000_000
     checks = {c["name"]: c for c in manifest["verification"]["checks"]}
     assert checks["files"]["detail"] == "external data beside it: planner.onnx.data"
-    assert cli("verify", out).code == 0
+    assert cli("verify", out, "--trust-code").code == 0

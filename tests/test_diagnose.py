@@ -188,10 +188,12 @@ def test_a_layer_the_exporter_translates_wrongly_is_diagnosed(cli, tmp_path):
     for line in done.out[done.out.index("diagnosis: "):].splitlines():
         assert len(line) <= 100 or " " not in line.strip(), line  # a long path aside
 
-    # again from the kept directory: the source is loaded from the manifest
-    again = cli("diagnose", tmp_path / "sp.failed", "--json")
+    # again from the kept directory: the source the manifest names runs only when asked
+    refused = cli("diagnose", tmp_path / "sp.failed")
+    assert refused.code == ExitCode.BAD_INPUT and "--trust-code" in refused.err
+    again = cli("diagnose", tmp_path / "sp.failed", "--json", "--trust-code")
     assert again.code == ExitCode.VERIFICATION_FAILED
-    data = json.loads(again.out)
+    (data,) = json.loads(again.out)["diagnoses"]
     first = data["first_divergence"]
     assert data["kind"] == "export" and first["scope"] == "head.1"
     assert first["node"]["inputs"][0]["shape"] == [1, 8]
@@ -203,8 +205,9 @@ def test_a_layer_the_exporter_translates_wrongly_is_diagnosed(cli, tmp_path):
     # the dynamo exporter keeps the threshold: nothing diverges
     assert cli("convert", f"{BROKEN}:softplus_head", "-o", tmp_path / "ok",
                "--latency-runs", "0").code == 0
-    clean = cli("diagnose", tmp_path / "ok", "--json")
-    assert clean.code == ExitCode.OK and json.loads(clean.out)["first_divergence"] is None
+    clean = cli("diagnose", tmp_path / "ok", "--json", "--trust-code")
+    assert clean.code == ExitCode.OK
+    assert json.loads(clean.out)["diagnoses"][0]["first_divergence"] is None
 
 
 def tanh_gelu(x, approximate: str = "none"):
@@ -232,7 +235,7 @@ def test_the_dynamo_exporters_node_scopes_lead_to_the_layer(cli, tmp_path):
 
     done = cli("diagnose", path, "--source", f"{BROKEN}:gelu_block", "--json")
     assert done.code == ExitCode.VERIFICATION_FAILED, done.err
-    data = json.loads(done.out)
+    (data,) = json.loads(done.out)["diagnoses"]
     first = data["first_divergence"]
     assert first["scope"] == "blocks.0.1" and first["description"] == "torch.nn.GELU"
     assert "blocks.0.1" in scopes_of(path, first["node"]["name"])

@@ -55,7 +55,7 @@ def test_plugins_command_table_and_json(cli):
 
 def test_selection_variable_restricts_plugins():
     only = PluginHost(selection="providers")
-    assert set(only.infos) == {"providers"}
+    assert set(only.infos) == {"core", "providers"}  # the core's own commands always load
     builtins = PluginHost(selection="")
     assert all(info.builtin for info in builtins.infos.values())
     with pytest.raises(PluginError, match="not installed: nosuch"):
@@ -65,7 +65,7 @@ def test_selection_variable_restricts_plugins():
 def test_selection_variable_from_the_environment():
     result = run_process("plugins", "--json", env={"ONNXPORT_PLUGINS": "providers"})
     assert result.code == 0, result.err
-    assert [p["name"] for p in json.loads(result.out)["plugins"]] == ["providers"]
+    assert [p["name"] for p in json.loads(result.out)["plugins"]] == ["core", "providers"]
     bad = run_process("plugins", env={"ONNXPORT_PLUGINS": "nosuch"})
     assert bad.code == ExitCode.PLUGIN_ERROR
     assert "nosuch" in bad.err and "Traceback" not in bad.err
@@ -252,8 +252,10 @@ def test_records_off_by_default_are_turned_on_explicitly():
         assert refused.value.one_line() == (
             "target 'experimental' is disabled: not tested on hardware: enable it with "
             "--enable experimental or ONNXPORT_ENABLE=experimental")
-        host.enable("experimental")
-        assert host.get("target", "experimental").name == "experimental"
+        assert host.view(enable=["experimental"]).get("target", "experimental").name == \
+            "experimental"
+        with pytest.raises(BadInput):  # the view did not change the host
+            host.get("target", "experimental")
     from_env = PluginHost(enable={"experimental"})
     with from_env.registered(OffByDefault(), "off"):
         assert from_env.registrations("target")["experimental"].enabled

@@ -201,6 +201,91 @@ def test_mlflow_uris_are_parsed_by_hand():
                                                manifests=[]))
 
 
+def test_the_plugins_own_options_are_on_the_command_line_and_reach_the_publisher(
+        reference_artifact, cli, capsys, monkeypatch):
+    import onnxport_mlflow.publishing
+    from onnxport.records import PublishResult
+    from onnxport_mlflow.settings import settings_from
+
+    from onnxport.cli import main
+
+    for command in ("publish", "convert"):
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        assert exited.value.code == 0
+        shown = capsys.readouterr()
+        assert "--run-id RUN_ID" in shown.out and "--alias ALIAS" in shown.out
+    received = []
+    monkeypatch.setattr(onnxport_mlflow.publishing, "publish", lambda request: (
+        received.append(request) or PublishResult(uri="mlflow://m/1")))
+    done = cli("publish", reference_artifact, "--to", "mlflow://m", "--run-id", "abc123",
+               "--alias", "staging", "--create-bucket", "--force",
+               "--publish-option", "mlflow.retries=2")
+    assert done.code == ExitCode.OK, done.err
+    (request,) = received
+    assert request.options == {"force": True, "run_id": "abc123", "alias": "staging",
+                               "create_bucket": True, "mlflow.retries": "2"}
+    settings = settings_from(request.options, "here")  # s3's create_bucket: not its own
+    assert (settings.run_id, settings.alias, settings.retries, settings.force) == (
+        "abc123", "staging", 2, True)
+
+
+def test_unknown_mlflow_option_is_refused_naming_the_known_ones(reference_artifact,
+                                                                mlflow_env, cli):
+    name = unique("options")
+    refused = cli("publish", reference_artifact, "--to", f"mlflow://{name}",
+                  "--publish-option", "mlflow.foo=1")
+    assert refused.code == ExitCode.BAD_INPUT
+    assert refused.err.startswith(f"onnxport: error: publishing to mlflow://{name}: "
+                                  "unknown option mlflow.foo: known options: ")
+    assert {"alias", "run_id", "tracking_uri", "force"} <= set(
+        refused.err.split("known options: ", 1)[1].strip().split(", "))
+    bad = cli("publish", reference_artifact, "--to", f"mlflow://{name}",
+              "--publish-option", "retries=0")
+    assert bad.code == ExitCode.BAD_INPUT and "mlflow.retries must be at least 1" in bad.err
+    assert not mlflow_env.client().search_registered_models(f"name='{name}'")
+
+
+@pytest.mark.parametrize("artifact_name", ["../escape", "a/b", "/abs", ".."])
+def test_an_unsafe_artifact_name_never_becomes_a_run_path(reference_artifact, mlflow_env,
+                                                          artifact_name):
+    import onnxport_mlflow
+    from onnxport.records import PublishRequest
+
+    name = unique("names")
+    manifests = [json.loads((reference_artifact / "cpu" / "manifest.json").read_text())]
+    with pytest.raises(BadInput, match="is not a safe name"):
+        onnxport_mlflow.publish(PublishRequest(artifact=reference_artifact,
+                                               uri=f"mlflow://{name}", name=artifact_name,
+                                               manifests=manifests))
+    assert not mlflow_env.client().search_registered_models(f"name='{name}'")
+
+
+def test_links_in_the_artifact_are_never_followed(reference_artifact, mlflow_env, cli,
+                                                  tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the registry")
+    artifact = copy_artifact(reference_artifact, tmp_path / "artifact")
+    (artifact / "cpu" / "notes.txt").symlink_to(secret)  # not listed: left out
+    (artifact / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    name = unique("links")
+    done = cli("publish", artifact, "--to", f"mlflow://{name}")
+    assert done.code == ExitCode.OK, done.err
+    client = mlflow_env.client()
+    version = client.get_model_version(name, "1")
+    stored = [p for p in (mlflow_env.root / "artifacts").rglob("*")
+              if version.run_id in p.parts and p.is_file()]
+    assert {p.name for p in stored} == {"report.json", "report.html", "report.md",
+                                        "localization.onnx", "manifest.json"}
+    assert not any(b"not for the registry" in p.read_bytes() for p in stored)
+
+    (artifact / "report.md").unlink()
+    (artifact / "report.md").symlink_to(secret)
+    refused = cli("publish", artifact, "--to", f"mlflow://{name}", "--force")
+    assert refused.code == ExitCode.BAD_INPUT and "symbolic link" in refused.err
+    assert len(client.search_model_versions(f"name='{name}'")) == 1
+
+
 def test_the_documented_command_converts_publishes_registers_and_pulls_back(
         s3_env, mlflow_env, cli, tmp_path, monkeypatch):
     argv = _documented_command()

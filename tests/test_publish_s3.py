@@ -277,11 +277,57 @@ def test_pull_refuses_incomplete_versions_and_damaged_objects(reference_artifact
     assert_untouched(tmp_path / "damaged")
 
 
-def test_unknown_s3_option_is_refused(reference_artifact, s3_env, cli):
-    refused = cli("publish", reference_artifact, "--to", "s3://models",
-                  "--publish-option", "s3.multipart_treshold=5MiB")
-    assert refused.code == ExitCode.BAD_INPUT
-    assert "unknown s3 option 's3.multipart_treshold'" in refused.err
+def test_unknown_s3_option_is_refused_naming_the_known_ones(reference_artifact, s3_env,
+                                                            cli):
+    bucket = unique("options")
+    for key in ("s3.multipart_treshold", "s3.foo"):
+        refused = cli("publish", reference_artifact, "--to", f"s3://{bucket}",
+                      "--create-bucket", "--publish-option", f"{key}=5MiB")
+        assert refused.code == ExitCode.BAD_INPUT, refused.err
+        assert refused.err.startswith(f"onnxport: error: publishing to s3://{bucket}: "
+                                      f"unknown option {key}: known options: ")
+        known = refused.err.split("known options: ", 1)[1].strip().split(", ")
+        assert {"endpoint_url", "multipart_threshold", "create_bucket", "force",
+                "verify"} <= set(known)
+    # a plain key no schema of s3 knows belongs to another publisher: ignored
+    done = cli("publish", reference_artifact, "--to", f"s3://{bucket}", "--create-bucket",
+               "--publish-option", "experiment=training")
+    assert done.code == ExitCode.OK, done.err
+    assert bucket in _buckets(s3_env.client())
+    bad = cli("publish", reference_artifact, "--to", f"s3://{bucket}", "--force",
+              "--publish-option", "multipart_chunksize=5 parsecs")
+    assert bad.code == ExitCode.BAD_INPUT
+    assert "s3.multipart_chunksize must be a size, not '5 parsecs'" in bad.err
+
+
+def test_the_plugins_own_options_are_on_the_command_line_and_reach_the_publisher(
+        reference_artifact, cli, capsys, monkeypatch):
+    import onnxport_s3.uploading
+    from onnxport.records import PublishResult
+    from onnxport_s3.settings import settings_from
+
+    from onnxport.cli import main
+
+    for command in ("publish", "convert"):
+        with pytest.raises(SystemExit) as exited:
+            main([command, "--help"])
+        assert exited.value.code == 0
+        shown = capsys.readouterr()
+        assert "--create-bucket" in shown.out and "S3: create the bucket" in shown.out
+    received = []
+    monkeypatch.setattr(onnxport_s3.uploading, "publish", lambda request: (
+        received.append(request) or PublishResult(uri="s3://b/x/v1")))
+    done = cli("publish", reference_artifact, "--to", "s3://b", "--create-bucket",
+               "--alias", "staging", "--publish-option", "s3.retries=2")
+    assert done.code == ExitCode.OK, done.err
+    (request,) = received
+    assert request.options == {"force": False, "create_bucket": True, "alias": "staging",
+                               "s3.retries": "2"}
+    settings = settings_from(request.options, "here")  # mlflow's alias is not its own
+    assert settings.create_bucket and settings.retries == 2 and not settings.force
+    cli("publish", reference_artifact, "--to", "s3://b")
+    assert received[-1].options == {"force": False}  # a flag not given is not sent
+    assert not settings_from(received[-1].options, "here").create_bucket
 
 
 # --------------------------------------------------------------------------- the crash
@@ -368,3 +414,94 @@ def test_server_killed_in_the_middle_of_a_multipart_upload(reference_artifact, t
         assert (pulled / "cpu" / "padding.bin").stat().st_size == 24 * MiB
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- untrusted input
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "/abs", "..", "a\\b"])
+def test_an_unsafe_artifact_name_never_becomes_a_key(reference_artifact, s3_env, name):
+    import onnxport_s3
+    from onnxport.records import PublishRequest
+
+    bucket = unique("names")
+    s3_env.client().create_bucket(Bucket=bucket)
+    manifests = [json.loads((reference_artifact / "cpu" / "manifest.json").read_text())]
+    with pytest.raises(BadInput, match="is not a safe name"):
+        onnxport_s3.publish(PublishRequest(artifact=reference_artifact,
+                                           uri=f"s3://{bucket}/models", name=name,
+                                           manifests=manifests))
+    assert not _objects(s3_env.client(), bucket)
+
+
+def test_a_renamed_report_is_refused_before_any_upload(reference_artifact, s3_env, cli,
+                                                       tmp_path):
+    bucket = unique("renamed")
+    s3_env.client().create_bucket(Bucket=bucket)
+    artifact = copy_artifact(reference_artifact, tmp_path / "artifact")
+    report = json.loads((artifact / "report.json").read_text())
+    report["name"] = "../../escape"
+    (artifact / "report.json").write_text(json.dumps(report))
+    refused = cli("publish", artifact, "--to", f"s3://{bucket}/models")
+    assert refused.code == ExitCode.BAD_INPUT
+    assert "'../../escape' is not a safe name" in refused.err
+    assert not _objects(s3_env.client(), bucket)
+
+
+def test_links_in_the_artifact_are_never_followed(reference_artifact, s3_env, cli,
+                                                  tmp_path):
+    import onnxport_s3
+    from onnxport.records import PublishRequest
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the bucket")
+    bucket = unique("links")
+    s3_env.client().create_bucket(Bucket=bucket)
+    artifact = copy_artifact(reference_artifact, tmp_path / "artifact")
+    (artifact / "cpu" / "notes.txt").symlink_to(secret)  # not listed: left out
+    (artifact / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    done = cli("publish", artifact, "--to", f"s3://{bucket}")
+    assert done.code == ExitCode.OK, done.err
+    keys = set(_objects(s3_env.client(), bucket))
+    assert not [k for k in keys if "notes.txt" in k or "elsewhere" in k], keys
+    for key in keys:
+        body = s3_env.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert b"not for the bucket" not in body, key
+
+    # a listed file that is a link, or a path out of the artifact, is refused
+    manifests = [json.loads((artifact / "cpu" / "manifest.json").read_text())]
+    (artifact / "report.md").unlink()
+    (artifact / "report.md").symlink_to(secret)
+    for files, problem in ((("report.md",), "symbolic link"),
+                           (("../secret.txt",), "outside its directory")):
+        with pytest.raises(BadInput, match=problem):
+            onnxport_s3.publish(PublishRequest(
+                artifact=artifact, uri=f"s3://{bucket}/direct", name="localization",
+                manifests=manifests, files=files, options={"force": True}))
+    assert not [k for k in _objects(s3_env.client(), bucket) if k.startswith("direct/")]
+    refused = cli("publish", artifact, "--to", f"s3://{bucket}/cli")
+    assert refused.code == ExitCode.BAD_INPUT and "symbolic link" in refused.err
+
+
+def test_pull_refuses_a_marker_naming_paths_outside_or_damaged(s3_env, tmp_path):
+    bucket = unique("marker")
+    client = s3_env.client()
+    client.create_bucket(Bucket=bucket)
+    (tmp_path / "pulled").mkdir()
+    body = b"escaped"
+    for label, entry in (
+            ("outside", {"path": "../escaped.txt", "bytes": len(body),
+                         "sha256": hashlib.sha256(body).hexdigest()}),
+            ("absolute", {"path": str(tmp_path / "abs.txt"), "bytes": len(body),
+                          "sha256": hashlib.sha256(body).hexdigest()}),
+            ("damaged", {"path": "cpu/x.onnx", "bytes": "many", "sha256": None})):
+        version = f"m/{label}/v20000101_000000"
+        client.put_object(Bucket=bucket, Key=f"{version}/_COMPLETE", Body=json.dumps({
+            "format": "onnxport-s3-version/1", "files": [entry]}).encode())
+        destination = tmp_path / "pulled" / label
+        problem = "damaged" if label == "damaged" else "unsafe path"
+        with pytest.raises(VerificationFailed, match=problem):
+            onnxport.pull(f"s3://{bucket}/{version}", destination)
+        assert_untouched(destination)
+    assert not (tmp_path / "pulled" / "escaped.txt").exists()
+    assert not (tmp_path / "abs.txt").exists()

@@ -141,7 +141,8 @@ def test_a_config_target_converts_with_its_budget(cli, tmp_path, monkeypatch):
     assert manifest["target"]["tolerance"]["atol"] == 1e-6
     outputs = manifest["verification"]["batches"][0]["outputs"]
     assert outputs[0]["tolerance"]["atol"] == 1e-6 and outputs[0]["tolerance"]["rtol"] == 0
-    assert cli("verify", out).code == 0
+    again = cli("verify", out, "--trust-code")  # held to the recorded 1e-6 budget again
+    assert again.code == 0 and "strict: PASS" in again.out, again.out
 
 
 CONFIG_ERRORS = {
@@ -210,12 +211,14 @@ def test_an_opset_bound_picks_an_opset_the_target_accepts(cli, tmp_path, monkeyp
 
 
 def test_pass_options_are_parsed_and_checked():
-    from onnxport.cli import parse_pass_options
+    from onnxport.cli.parsing import parse_pass_options
     from onnxport.errors import BadInput
+    from onnxport.flow.building import merge_pass_options
 
-    assert parse_pass_options(["quantize.per_channel=true", "quantize.weight_type=QUInt8",
-                               "simplify.timeout=30"], "auto") == {
+    parsed = parse_pass_options(["quantize.per_channel=true", "quantize.weight_type=QUInt8",
+                                 "simplify.timeout=30"])
+    assert merge_pass_options(parsed, "auto") == {
         "quantize": {"per_channel": True, "weight_type": "QUInt8", "mode": "auto"},
         "simplify": {"timeout": 30}}
     with pytest.raises(BadInput, match="is not PASS.KEY=VALUE"):
-        parse_pass_options(["quantize=on"], None)
+        parse_pass_options(["quantize=on"])

@@ -104,7 +104,7 @@ def test_enabled_tflite_converts_and_verifies(fresh_cli, tmp_path, name, inputs,
     assert checks["names"] == f"inputs {inputs}, outputs {outputs}"
     assert "interpreter" in checks["session"]
     # `onnxport verify` re-runs it, with the tflite runner enabled the same way
-    again = main(["verify", str(out)], host=PluginHost(enable={"tflite"}))
+    again = main(["verify", str(out), "--trust-code"], host=PluginHost(enable={"tflite"}))
     assert again == 0
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from onnxport.flow.metrics import compare_output
+from onnxport.tolerance import compare_output
 from onnxport.records import Tolerance
 
 
@@ -63,3 +63,82 @@ def test_int8_style_budget_relative_to_the_output_range():
     assert compare_output("y", expected + 0.4, expected, budget).passed  # 0.4 < 0.5
     result = compare_output("y", expected + 0.6, expected, budget)
     assert not result.passed and "0.05 x the source's range 10" in result.problem
+
+
+def test_worst_by_output_is_the_worst_batch_not_the_last_failing_one():
+    from onnxport.conversion import BatchResult, Verification
+
+    expected = np.linspace(-1, 1, 12).reshape(3, 4)
+    budget = Tolerance(atol=1e-3, rtol=0)
+    far = compare_output("y", expected + 0.5, expected, budget)
+    near = compare_output("y", expected + 0.01, expected, budget)
+    fine = compare_output("y", expected, expected, budget)
+    verification = Verification(
+        passed=False, checks=[], latency_ms={}, providers=[],
+        batches=[BatchResult("batch 1", {}, [far]), BatchResult("batch 3", {}, [near]),
+                 BatchResult("batch 5", {}, [fine])])
+    assert verification.worst_by_output()["y"] is far
+
+
+def test_budget_precedence_is_one_rule():
+    from onnxport.conversion import VerificationSettings
+    from onnxport.tolerance import budget_for
+
+    target, user = Tolerance(atol=1e-5), Tolerance(atol=1e-3)
+    mine, int8 = Tolerance(atol=1e-2), Tolerance(atol=float("inf"), min_cosine=0.99)
+    settings = VerificationSettings(tolerance=user, output_tolerances={"y": mine})
+    assert budget_for("y", target=target, settings=settings) is mine
+    assert budget_for("z", target=target, settings=settings) is user
+    assert budget_for("z", target=target, settings=VerificationSettings()) is target
+    assert budget_for("y", target=target, settings=settings, stage_budget=int8) is int8
+
+
+def test_budgets_round_trip_through_json_and_bad_ones_are_bad_input():
+    import json
+
+    from onnxport.artifact.writing import strict_json
+    from onnxport.errors import BadInput
+    from onnxport.tolerance import from_json, to_json
+
+    int8 = Tolerance(atol=float("inf"), rtol=0.0, min_cosine=0.99, max_abs_of_range=0.05)
+    stored = json.loads(json.dumps(strict_json(to_json(int8))))
+    assert stored["atol"] == "inf" and from_json(stored) == int8
+    with pytest.raises(BadInput, match="tolerance field atol must be a number"):
+        from_json({"atol": [1]})
+    with pytest.raises(BadInput, match="a tolerance must be an object"):
+        from_json({"atoll": 1})
+
+
+def test_the_conformance_kit_applies_the_pipelines_rule(tmp_path):
+    """A pass that scales its model's output by 1.5 keeps the cosine at 1 but moves the
+    values by half their range: the kit's old private check let it through with an INT8
+    style budget; the pipeline's rule (max_abs_of_range) does not."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from onnxport.host import hookimpl
+    from onnxport.records import Pass, PassOutcome
+    from onnxport.testing import check_pass
+
+    budget = Tolerance(atol=float("inf"), rtol=0.0, min_cosine=0.99, max_abs_of_range=0.05)
+
+    def scale(context):
+        model = onnx.load(str(context.input_path))
+        graph = model.graph
+        last = graph.output[0].name
+        for node in graph.node:
+            node.output[:] = [f"{o}_raw" if o == last else o for o in node.output]
+        graph.initializer.append(numpy_helper.from_array(np.array(1.5, np.float32), "k"))
+        graph.node.append(helper.make_node("Mul", [f"{last}_raw", "k"], [last]))
+        onnx.save(model, str(context.output_path))
+        return PassOutcome(applied=True, path=context.output_path, tolerance=budget)
+
+    class Scaling:
+        @hookimpl
+        def onnxport_register_passes(self, register):
+            register(Pass(name="scale", description="multiplies the output by 1.5",
+                          run=scale))
+
+    report = check_pass(Scaling(), work_dir=tmp_path)
+    assert "verification" in report.rules(), report
+    assert "above 0.05 x the source's range" in str(report)

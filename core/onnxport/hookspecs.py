@@ -26,8 +26,8 @@ from typing import Callable
 
 import pluggy
 
-from onnxport.records import (Backend, CommandRegistry, Pass, Publisher, Runner, StageEvent,
-                      Target)
+from onnxport.records import (Backend, CommandRegistry, OptionRegistry, Pass, Publisher,
+                              Runner, StageEvent, Target)
 
 hookspec = pluggy.HookspecMarker("onnxport")
 
@@ -132,6 +132,26 @@ def onnxport_register_commands(cli: CommandRegistry) -> None:
         def onnxport_register_commands(cli):
             cli.add(Command(name="hello", help="say hello",
                             configure=lambda p: None, run=lambda args: print("hi") or 0))
+    """
+
+
+@hookspec
+def onnxport_add_options(options: OptionRegistry) -> None:
+    """Add options to onnxport's commands with `options.add(Option(...))`, after every
+    command is registered (in the spirit of pytest's `pytest_addoption`).
+
+    An option names the commands it applies to, its type, default and help, and shows
+    in their `--help`. A flag an option of the command already has, or a command that
+    does not exist, is refused naming this plugin. The value reaches the plugin in the
+    options of its requests (see `Option`). Return nothing.
+
+    Example::
+
+        @hookimpl
+        def onnxport_add_options(options):
+            options.add(Option(flags=("--create-bucket",), type=bool,
+                               commands=("convert", "publish"),
+                               help="S3: create the bucket if it does not exist"))
     """
 
 

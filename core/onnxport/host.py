@@ -1,4 +1,4 @@
-"""The plugin host: finds plugins, calls their hooks, and owns the registry of names.
+"""The plugin host: finds plugins, lets pluggy call their hooks, and owns the registry.
 
 Built-in plugins and third-party ones are both found through the `onnxport` entry
 point group; the only difference the host knows is which distribution they come from
@@ -9,48 +9,53 @@ point group; the only difference the host knows is which distribution they come 
 - `ONNXPORT_PLUGINS=torch,providers`: exactly the named plugins (entry point names).
 
 `ONNXPORT_ENABLE=tflite,other` turns on records that their plugin registers disabled by
-default (with a reason), the same as `onnxport convert --enable NAME`.
+default (with a reason), for every request of the process.
 
-`ONNXPORT_TRACE=1` logs every hook call to stderr with the plugin that answered and the
-time it took.
+Hooks are called by pluggy, so its ordering (`tryfirst`, `trylast`) and wrappers
+(`wrapper=True`, `hookwrapper=True`) work as documented. The host watches every call
+through pluggy's monitoring: `ONNXPORT_TRACE=1` logs each call with the plugins that
+answered and the time it took, and an exception a plugin raises is re-raised as a
+`PluginError` that names the plugin and the hook.
+
+A conversion never changes the host: it works on a `view()` that adds the request's own
+enables, the targets its config file defines, and observers (a progress display), so one
+process can run many conversions, one after another or at once.
 """
 
 from __future__ import annotations
 
+import copy
+import importlib
 import importlib.metadata
-import importlib.util
 import os
-import re
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from types import FrameType, TracebackType
+from typing import Any, Iterable, Iterator, Sequence
 
 import pluggy
 
 from onnxport import hookspecs
-from onnxport.errors import BadInput, MissingDependency, PluginError
-from onnxport.records import Backend, Pass, Publisher, Requirements, Runner, Target
+from onnxport.errors import BadInput, MissingDependency, OnnxportError, PluginError
+from onnxport.registry import (KINDS, Registration, missing_requirement, record_problems,
+                               registration)
 
 ENTRY_POINT_GROUP = "onnxport"
 BUILTIN_DISTRIBUTION = "onnxport"
 SELECTION_VARIABLE = "ONNXPORT_PLUGINS"
 ENABLE_VARIABLE = "ONNXPORT_ENABLE"
 TRACE_VARIABLE = "ONNXPORT_TRACE"
+# The core's own behaviour that is written as a plugin, always loaded (not an entry
+# point, so ONNXPORT_PLUGINS cannot leave it out).
+CORE_PLUGINS = {"core": "onnxport.cli.commands"}
 
 hookimpl = pluggy.HookimplMarker("onnxport")
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-
-# registration hook -> (record type, what users call one)
-_KINDS: dict[str, tuple[type, str]] = {
-    "onnxport_register_backends": (Backend, "backend"),
-    "onnxport_register_runners": (Runner, "runner"),
-    "onnxport_register_targets": (Target, "target"),
-    "onnxport_register_passes": (Pass, "pass"),
-    "onnxport_register_publishers": (Publisher, "publisher"),
-}
+__all__ = ["PluginHost", "PluginInfo", "Registration", "default_host", "hookimpl",
+           "missing_requirement"]
 
 
 @dataclass
@@ -65,56 +70,33 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Registration:
-    """A record in the registry, with the plugin that registered it and its state."""
-
-    kind: str
-    record: Any
-    plugin: str
-    enabled: bool
-    reason: str = ""
-    missing: tuple[str, ...] = ()  # modules it needs that are not installed
-
-    @property
-    def name(self) -> str:
-        return self.record.name
-
-
-def missing_modules(requires: Requirements) -> tuple[str, ...]:
-    return tuple(m for m in requires.modules if importlib.util.find_spec(m) is None)
-
-
-def missing_requirement(requires: Requirements) -> str:
-    """The reason a record cannot work here, or "" if everything it needs is installed."""
-    missing = missing_modules(requires)
-    if not missing:
-        return ""
-    install = (f": {requires.install}" if requires.install else
-               f": pip install 'onnxport[{requires.extra}]'" if requires.extra else "")
-    return f"needs {', '.join(missing)}, which is not installed{install}"
-
-
 class PluginHost:
-    """A pluggy PluginManager plus the registry of backends, runners, targets and passes."""
+    """A pluggy PluginManager plus the registry of backends, runners, targets, passes
+    and publishers, seen through one request's enables, config and observers."""
 
     def __init__(self, *, load_entry_points: bool = True, selection: str | None = None,
-                 enable: set[str] | None = None):
+                 enable: Iterable[str] | None = None):
         self.pm = pluggy.PluginManager("onnxport")
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
-        self._registry: dict[str, dict[str, Registration]] | None = None
-        self._overrides: list[Registration] = []
         if enable is None:
-            enable = {n.strip() for n in os.environ.get(ENABLE_VARIABLE, "").split(",")
-                      if n.strip()}
-        self.enabled_by_user: set[str] = set(enable)
+            enable = [n.strip() for n in os.environ.get(ENABLE_VARIABLE, "").split(",")]
+        self.enabled_by_user: frozenset[str] = frozenset(n for n in enable if n)
         self.tracing = os.environ.get(TRACE_VARIABLE, "") not in ("", "0")
+        self._calls = threading.local()  # start times of the hook calls in progress
+        self.pm.add_hookcall_monitoring(self._before_call, self._after_call)
+        self._collected: list[tuple[str, Any, str]] | None = None  # (kind, record, plugin)
+        self._overrides: tuple[tuple[str, Any, str], ...] = ()  # a request's own records
+        self._observers: tuple[Any, ...] = ()  # objects whose hooks this view's calls add
+        self._registry: dict[str, dict[str, Registration]] | None = None
+        for name, module in CORE_PLUGINS.items():
+            self.register(importlib.import_module(module), name,
+                          distribution=BUILTIN_DISTRIBUTION, version=_version())
         if load_entry_points:
             if selection is None:
                 selection = os.environ.get(SELECTION_VARIABLE)
             self._load_entry_points(selection)
-        self._check_pending()
+        self.check_pending()
 
     # ------------------------------------------------------------------ loading
 
@@ -169,25 +151,15 @@ class PluginHost:
             builtin=distribution == BUILTIN_DISTRIBUTION,
             hooks=sorted(h.name for h in self.pm.get_hookcallers(plugin) or []),
         )
-        self._registry = None
-
-    def override(self, kind: str, record: Any, source: str) -> None:
-        """Put a record in the registry in place of (or beside) the plugins' own: how a
-        user's config file defines and changes targets. `source` is shown as its plugin."""
-        self.registrations(kind)  # build the plugins' registry first
-        self._overrides = [o for o in self._overrides
-                           if (o.kind, o.name) != (kind, record.name)]
-        self._overrides.append(Registration(kind, record, source, True))
-        self._registry = None
-
-    def enable(self, name: str) -> None:
-        """Turn on a record its plugin registers disabled by default (`--enable NAME`)."""
-        self.enabled_by_user.add(name)
-        self._registry = None
+        self._forget()
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
         self.infos.pop(name, None)
+        self._forget()
+
+    def _forget(self) -> None:
+        self._collected = None
         self._registry = None
 
     @contextmanager
@@ -195,12 +167,13 @@ class PluginHost:
         """Register a plugin for the duration of a `with` block (tests, one-off hooks)."""
         self.register(plugin, name)
         try:
-            self._check_pending()
+            self.check_pending()
             yield
         finally:
             self.unregister(name)
 
-    def _check_pending(self) -> None:
+    def check_pending(self) -> None:
+        """Refuse a plugin that implements a hook onnxport does not have (a typo)."""
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -210,32 +183,63 @@ class PluginHost:
                 "see docs/hooks.md for the hook names",
             ) from exc
 
+    # ------------------------------------------------------------------ views
+
+    def view(self, *, enable: Iterable[str] = (),
+             records: Iterable[tuple[str, Any, str]] = (),
+             observers: Iterable[Any] = ()) -> "PluginHost":
+        """This host as one request sees it; `self` is not changed.
+
+        `enable` turns on records that are off by default (`--enable`); `records` are
+        (kind, record, source) triples that stand beside or in place of the plugins'
+        records of that name (the targets a config file defines); `observers` are
+        objects whose hook methods are called with the plugins' on this view's calls
+        (a progress display), without being registered.
+        """
+        self._records()  # collect once, so every view shares the plugins' answers
+        view = copy.copy(self)
+        view.enabled_by_user = self.enabled_by_user | frozenset(enable)
+        view._overrides = self._overrides + tuple(records)
+        view._observers = self._observers + tuple(observers)
+        view._registry = None
+        return view
+
     # ------------------------------------------------------------------ calling
 
-    def call(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call every implementation of a hook; return (plugin name, result) pairs.
-
-        The host calls implementations one by one (in pluggy's order) rather than
-        through `pm.hook`, so that an exception, a trace line or a registration can be
-        attributed to the plugin that made it.
-        """
+    def call(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call a hook through pluggy (with this view's observers); its results."""
         caller = getattr(self.pm.hook, hook_name)
-        return [(impl.plugin_name, self._invoke(impl, hook_name, kwargs))
-                for impl in reversed(caller.get_hookimpls())]
+        extra = [getattr(o, hook_name) for o in self._observers if hasattr(o, hook_name)]
+        if extra:
+            return caller.call_extra(extra, kwargs)
+        return caller(**kwargs)
 
-    def _invoke(self, impl: Any, hook_name: str, kwargs: dict[str, Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            return impl.function(**{name: kwargs[name] for name in impl.argnames})
-        except (BadInput, PluginError):
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"plugin '{impl.plugin_name}' raised in {hook_name}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        finally:
-            self.trace(f"{hook_name} <- {impl.plugin_name}", started)
+    def calling_plugin(self, hook_name: str) -> str:
+        """The plugin whose implementation of `hook_name` is running now: how a
+        `register` callable knows who registered a record."""
+        impl = _impl_in(_stack(sys._getframe(1)), self._impls(hook_name))
+        return _plugin_name(impl)
+
+    def _impls(self, hook_name: str) -> list[Any]:
+        return getattr(self.pm.hook, hook_name).get_hookimpls()
+
+    def _before_call(self, hook_name: str, impls: Sequence[Any], kwargs: Any) -> None:
+        if self.tracing:
+            self._calls.__dict__.setdefault("started", []).append(time.perf_counter())
+
+    def _after_call(self, outcome: pluggy.Result, hook_name: str, impls: Sequence[Any],
+                    kwargs: Any) -> None:
+        if self.tracing:
+            started = self._calls.started.pop()
+            answered = ", ".join(_plugin_name(i) for i in reversed(impls)) or "nobody"
+            self.trace(f"{hook_name} <- {answered}", started)
+        exc = outcome.exception
+        if isinstance(exc, Exception) and not isinstance(exc, OnnxportError):
+            plugin = _plugin_name(_impl_in(_traceback(exc.__traceback__), impls))
+            error = PluginError(f"plugin '{plugin}' raised in {hook_name}: "
+                                f"{type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            outcome.force_exception(error)
 
     def trace(self, what: str, started: float | None = None) -> None:
         """One `ONNXPORT_TRACE` line: a hook call, or a decision the core made from a
@@ -247,25 +251,39 @@ class PluginHost:
     # ------------------------------------------------------------------ registry
 
     def registrations(self, kind: str) -> dict[str, Registration]:
-        """Every record of a kind ("backend", "runner", "target", "pass") by name."""
+        """Every record of a kind ("backend", "runner", "target", "pass", "publisher")
+        by name, with its state as this view sees it."""
         if self._registry is None:
-            registry = self._collect()
-            for override in self._overrides:
-                registry[override.kind][override.name] = override
+            registry: dict[str, dict[str, Registration]] = {
+                k: {} for _, k in KINDS.values()}
+            for kind_, record, plugin in (*self._records(), *self._overrides):
+                registry[kind_][record.name] = registration(kind_, record, plugin,
+                                                            self.enabled_by_user)
             self._registry = registry
         return self._registry[kind]
 
-    def _collect(self) -> dict[str, dict[str, Registration]]:
-        registry: dict[str, dict[str, Registration]] = {}
-        for hook_name, (record_type, kind) in _KINDS.items():
-            entries: dict[str, Registration] = {}
-            registry[kind] = entries
-            caller = getattr(self.pm.hook, hook_name)
-            for impl in reversed(caller.get_hookimpls()):
-                register = _registrar(entries, kind, record_type, impl.plugin_name,
-                                      self.enabled_by_user)
-                self._invoke(impl, hook_name, {"register": register})
-        return registry
+    def _records(self) -> list[tuple[str, Any, str]]:
+        """What the plugins register, collected once through pluggy and checked."""
+        if self._collected is None:
+            collected: list[tuple[str, Any, str]] = []
+            for hook_name, (_, kind) in KINDS.items():
+                taken: dict[str, str] = {}
+
+                def register(record: Any, kind: str = kind, hook_name: str = hook_name,
+                             taken: dict[str, str] = taken) -> None:
+                    plugin = self.calling_plugin(hook_name)
+                    problems = record_problems(kind, record, plugin, taken)
+                    if problems:
+                        rule, message = problems[0]
+                        raise PluginError(message, "uninstall one of them, or leave one "
+                                          f"out with {SELECTION_VARIABLE}"
+                                          if rule == "duplicate-name" else None)
+                    taken[record.name] = plugin
+                    collected.append((kind, record, plugin))
+
+                self.call(hook_name, register=register)
+            self._collected = collected
+        return self._collected
 
     def get(self, kind: str, name: str) -> Any:
         """The enabled record of that kind and name, or a clear error."""
@@ -291,42 +309,53 @@ class PluginHost:
         return self.registrations(kind)[name].plugin
 
 
-def _registrar(entries: dict[str, Registration], kind: str, record_type: type,
-               plugin: str, enabled_by_user: set[str]):
-    def register(record: Any) -> None:
-        if not isinstance(record, record_type):
-            raise PluginError(
-                f"plugin '{plugin}' registered a {type(record).__name__} as a {kind}; "
-                f"expected onnxport.{record_type.__name__}"
-            )
-        if not isinstance(record.name, str) or not _NAME.match(record.name):
-            raise PluginError(
-                f"plugin '{plugin}' registered a {kind} named {record.name!r}; names are "
-                "lower-case letters, digits, '-', '_' and '.'"
-            )
-        if record.name in entries:
-            raise PluginError(
-                f"{kind} '{record.name}' is registered twice: by plugin "
-                f"'{entries[record.name].plugin}' and by plugin '{plugin}'",
-                "uninstall one of them, or leave one out with " + SELECTION_VARIABLE,
-            )
-        enabled = getattr(record, "enabled", True)
-        reason = getattr(record, "disabled_reason", "")
-        if not enabled and not reason.strip():
-            raise PluginError(
-                f"plugin '{plugin}' registered {kind} '{record.name}' as disabled "
-                "without a reason",
-                "set disabled_reason to say why and how to enable it",
-            )
-        missing: tuple[str, ...] = ()
-        if enabled or record.name in enabled_by_user:
-            requires = getattr(record, "requires", Requirements())
-            missing = missing_modules(requires)
-            reason = missing_requirement(requires) if missing else ""
-            enabled = not missing
-        entries[record.name] = Registration(kind, record, plugin, enabled, reason, missing)
+# ---------------------------------------------------------------------- attribution
 
-    return register
+
+def _stack(frame: FrameType | None) -> Iterator[FrameType]:
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def _traceback(tb: TracebackType | None) -> Iterator[FrameType]:
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next
+
+
+def _impl_in(frames: Iterable[FrameType], impls: Sequence[Any]) -> Any:
+    """The hook implementation one of `frames` is running, found by its code object
+    (and, for two instances of one plugin class, by `self`)."""
+    by_code: dict[Any, list[Any]] = {}
+    for impl in impls:
+        code = getattr(impl.function, "__code__", None)
+        if code is not None:
+            by_code.setdefault(code, []).append(impl)
+    for frame in frames:
+        found = by_code.get(frame.f_code)
+        if found:
+            owner = frame.f_locals.get("self")
+            return next((i for i in found if i.plugin is owner), found[0])
+    return None
+
+
+def _plugin_name(impl: Any) -> str:
+    if impl is None:
+        return "(unknown plugin)"
+    if impl.plugin is None:  # an observer of one view, called but not registered
+        owner = getattr(impl.function, "__self__", None)
+        return f"observer {type(owner).__name__}" if owner is not None else "observer"
+    return impl.plugin_name
+
+
+# ---------------------------------------------------------------------- entry points
+
+
+def _version() -> str:
+    from onnxport import __version__
+
+    return __version__
 
 
 def _distribution(ep: importlib.metadata.EntryPoint) -> str:
@@ -354,7 +383,8 @@ _default_host: PluginHost | None = None
 
 
 def default_host() -> PluginHost:
-    """The process-wide host, built on first use from the installed entry points."""
+    """The process-wide host, built on first use from the installed entry points.
+    Nothing changes it after loading: requests work on views of it."""
     global _default_host
     if _default_host is None:
         _default_host = PluginHost()

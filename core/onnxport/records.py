@@ -20,9 +20,10 @@ class Source:
     """What the user asked to convert, before any backend has looked at it.
 
     `kind` is "object" (a Python object: a model, or whatever a factory returned) or
-    "path" (a file or directory on disk). `origin` is how the user named it (a path,
-    a `module:function` factory, or a repr for objects) and goes into the manifest so
-    that `onnxport verify` can load it again. A factory's `(model, example_inputs,
+    "path" (a file or directory on disk); a request may also hold a "factory" not yet
+    called, which the core calls before any backend sees the source. `origin` is how the
+    user named it (a path, a `module:function` factory, or a repr for objects) and goes
+    into the manifest. A factory's `(model, example_inputs,
     output_names)` arrive unpacked in `value`, `example_inputs` and `output_names`.
     """
 
@@ -234,11 +235,6 @@ class Tolerance:
     min_argmax_agreement: float | None = None
     max_abs_of_range: float | None = None  # max |error| <= this x (max - min of source)
 
-    @classmethod
-    def from_dict(cls, fields: Mapping[str, Any]) -> "Tolerance":
-        """From report/manifest JSON, where infinity is written as the string "inf"."""
-        return cls(**{k: None if v is None else float(v) for k, v in fields.items()})
-
 
 @dataclass(frozen=True)
 class Target:
@@ -333,9 +329,12 @@ class Pass:
 class PublishRequest:
     """Publish one artifact directory (checked against its manifests first) to `uri`.
 
-    `options` carries the publisher's settings from the user: `create_bucket`, `run_id`,
-    `alias`, `force` (publish again although the same sha256 is there), and any other
-    `--publish-option KEY=VALUE`.
+    `name` has passed the core's name rule (no `/`, no `..`: safe as a path or key).
+    `files` are the artifact's files to publish, as relative POSIX paths, every one a
+    regular file inside `artifact` (never a link): publish these, not whatever else the
+    directory holds. `options` carries the user's settings: `force` (publish again
+    although the same sha256 is there), the options the publisher's plugin added to the
+    command line, and any `--publish-option KEY=VALUE` (as strings).
     """
 
     artifact: Path
@@ -343,6 +342,7 @@ class PublishRequest:
     name: str
     manifests: list[dict[str, Any]]
     options: Mapping[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
 
 
 @dataclass
@@ -392,14 +392,56 @@ class StageEvent:
 
 @dataclass
 class Command:
-    """A CLI subcommand a plugin adds: `configure(parser)` then `run(args) -> exit code`."""
+    """A CLI subcommand: `configure(parser)` adds its arguments to its argparse parser,
+    `run(args) -> exit code` does the work. The core's own commands are records like
+    this one, registered through the same hook. `description` is the longer text of
+    `onnxport NAME --help` (default: `help`), `epilog` what follows the options."""
 
     name: str
     help: str
     configure: Callable[[Any], None]
     run: Callable[[Any], int]
+    description: str = ""
+    epilog: str = ""
 
 
 class CommandRegistry(Protocol):
     def add(self, command: Command) -> None: ...
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option a plugin adds to commands (`onnxport_add_options`).
+
+    `flags` as argparse takes them (`("--create-bucket",)`); `commands` names the
+    commands that get it. `type` is `bool` for a flag that takes no value, else what the
+    value is converted to (`str`, `int`, `float`, `Path`); `repeat` collects every use
+    into a list; `choices` limits the values; `metavar` names the value in help.
+
+    The value reaches the plugin under `dest` (default: the long flag without its
+    dashes, `-` as `_`), only when the user gave the option: in `PublishRequest.options`
+    for publishers, and in `LoadRequest.options` / `ExportRequest.options` for backends.
+    """
+
+    flags: tuple[str, ...]
+    help: str
+    commands: tuple[str, ...]
+    type: type = str
+    default: Any = None
+    metavar: str | None = None
+    choices: tuple[Any, ...] | None = None
+    repeat: bool = False
+    dest: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Where the value is found in the options a plugin receives."""
+        if self.dest:
+            return self.dest
+        long = next((f for f in self.flags if f.startswith("--")), self.flags[0])
+        return long.lstrip("-").replace("-", "_")
+
+
+class OptionRegistry(Protocol):
+    def add(self, option: Option) -> None: ...
 

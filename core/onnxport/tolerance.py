@@ -1,40 +1,32 @@
-"""How one output of a candidate model is compared with the source framework's.
+"""When an output counts as equal to the source's: the one rule, in one place.
 
-The pass rule lives in `records.Tolerance`; this module computes the figures and applies
-it. Statistics are computed in float64 so the comparison adds no error of its own.
+- the rule itself (`compare_output`): per element |onnx - source| <= atol + rtol *
+  |source|, NaN and infinities only where the source has them, plus the optional bounds
+  of the `Tolerance` (cosine, argmax agreement of declared classifiers, max abs error as a
+  share of the source's range), computed in float64 so the check adds no error;
+- which budget a stage is held to (`budget_for`);
+- how budgets and verification settings are written to report.json / manifest.json and
+  read back (`to_json`, `from_json`, `settings_to_json`, `settings_from_json`), so that
+  `onnxport verify`, `diagnose` and the conformance kit apply the same budgets the
+  conversion did.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
+from onnxport.conversion import OutputComparison, VerificationSettings
+from onnxport.errors import BadInput
 from onnxport.records import Tolerance
 
+_FIELDS = {f.name for f in dataclasses.fields(Tolerance)}
+
 _REL_FLOOR = float(np.finfo(np.float32).eps)  # below this |source| counts as zero for max_rel
-
-
-@dataclass
-class OutputComparison:
-    name: str
-    shape: list[int]
-    expected_shape: list[int]
-    max_abs: float
-    mean_abs: float
-    max_rel: float
-    cosine: float
-    argmax_agreement: float | None  # only for [..., classes>=2] outputs
-    classifier: bool  # declared a classifier: its argmax floor applies
-    mismatched: int  # elements outside atol + rtol * |source|
-    elements: int
-    tolerance: Tolerance
-    passed: bool
-    problem: str = ""  # why it failed, in words
-    histogram: dict | None = None  # |error| counts in decades: {"edges": [...], "counts": [...]}
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def compare_output(name: str, actual, expected, tolerance: Tolerance,
@@ -121,3 +113,103 @@ def _argmax_agreement(a: np.ndarray, e: np.ndarray) -> float | None:
     if a.ndim < 2 or a.shape[-1] < 2 or a.size == 0:
         return None
     return float(np.mean(np.argmax(a, axis=-1) == np.argmax(e, axis=-1)))
+
+
+# --------------------------------------------------------------------------- which budget
+
+
+def budget_for(output: str, *, target: Tolerance, settings: VerificationSettings,
+               stage_budget: Tolerance | None = None) -> Tolerance:
+    """The budget one output of one stage is held to.
+
+    A stage whose pass declares its own budget (an INT8 model: the target's
+    `quantized_tolerance`) is held to it, since no fp32 budget can hold 8-bit weights.
+    Every other stage: the user's budget for this output (`--tolerance NAME:...`), else
+    the user's budget for every output (`--atol`/`--rtol`), else the target's.
+    """
+    if stage_budget is not None:
+        return stage_budget
+    return settings.output_tolerances.get(output) or settings.tolerance or target
+
+
+def with_overrides(tolerance: Tolerance, atol: float | None = None,
+                   rtol: float | None = None) -> Tolerance:
+    """`tolerance` with the user's --atol / --rtol in place of its own, when given."""
+    changes = {k: v for k, v in (("atol", atol), ("rtol", rtol)) if v is not None}
+    for key, value in changes.items():
+        if not math.isfinite(value) or value < 0:
+            raise BadInput(f"--{key} {value}: must be a finite number >= 0")
+    return dataclasses.replace(tolerance, **changes) if changes else tolerance
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def to_json(tolerance: Tolerance) -> dict[str, Any]:
+    """As report.json and manifest.json hold it (infinity as written by write_json)."""
+    return dataclasses.asdict(tolerance)
+
+
+def from_json(fields: Any, where: str = "the report") -> Tolerance:
+    """A budget read back from JSON, where infinity is the string "inf"; a wrong field
+    or value is the artifact's fault, said in one line."""
+    if not isinstance(fields, Mapping) or set(fields) - _FIELDS:
+        raise BadInput(f"{where}: a tolerance must be an object with fields "
+                       f"{', '.join(sorted(_FIELDS))}, not {fields!r}")
+    values: dict[str, Any] = {}
+    for key, value in fields.items():
+        try:
+            values[key] = None if value is None else float(value)
+        except (TypeError, ValueError):
+            raise BadInput(f"{where}: tolerance field {key} must be a number, not "
+                           f"{value!r}") from None
+    return Tolerance(**values)
+
+
+def settings_to_json(settings: VerificationSettings) -> dict[str, Any]:
+    return {
+        "seed": settings.seed,
+        "batch_sizes": settings.batch_sizes,
+        "input_ranges": dict(settings.input_ranges),
+        "data": None if settings.data is None else str(settings.data),
+        "tolerance": None if settings.tolerance is None else to_json(settings.tolerance),
+        "output_tolerances": {k: to_json(v) for k, v in settings.output_tolerances.items()},
+        "latency_runs": settings.latency_runs,
+        "classifiers": sorted(settings.classifiers),
+        "rule": "|onnx - source| <= atol + rtol * |source| for every element of every "
+                "output, at every batch checked",
+    }
+
+
+def settings_from_json(recorded: Mapping[str, Any], where: str = "the report"
+                       ) -> dict[str, Any]:
+    """The fields of the `VerificationSettings` a conversion recorded, for re-checking."""
+    try:
+        values: dict[str, Any] = {
+            "seed": int(recorded.get("seed", 0)),
+            "batch_sizes": tuple(int(b) for b in recorded["batch_sizes"])
+            if recorded.get("batch_sizes") else None,
+            "input_ranges": {str(k): (float(v[0]), float(v[1]))
+                             for k, v in (recorded.get("input_ranges") or {}).items()},
+            "tolerance": from_json(recorded["tolerance"], where)
+            if recorded.get("tolerance") else None,
+            "output_tolerances": {str(k): from_json(v, where) for k, v in
+                                  (recorded.get("output_tolerances") or {}).items()},
+            "latency_runs": int(recorded.get("latency_runs", 20)),
+            "classifiers": frozenset(str(c) for c in recorded.get("classifiers") or ()),
+        }
+    except (TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise BadInput(f"{where}: verification_settings are not what onnxport writes "
+                       f"({type(exc).__name__}: {exc})") from None
+    if recorded.get("data"):
+        values["data"] = Path(str(recorded["data"]))
+    return values
+
+
+def recorded_budgets(verification: Mapping[str, Any], where: str = "the manifest"
+                     ) -> dict[str, Tolerance]:
+    """The budget each output of a shipped model was held to (fp32 or INT8), from the
+    verification its manifest recorded."""
+    batches = verification.get("batches") or []
+    outputs = batches[0].get("outputs", []) if batches else []
+    return {str(out["name"]): from_json(out["tolerance"], where) for out in outputs}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from onnxport.errors import BadInput
-from onnxport.flow.sources import _import_factory_module
+from onnxport.flow.sources import import_factory_module
 
 HINT = ("give it as MODULE:NAME or path/to/file.py:NAME, e.g. "
         "my_project.losses:autopilot_loss")
@@ -35,7 +35,7 @@ def _import_object(text: str) -> tuple[str, Any]:
     if not sep or not module_name or not name.isidentifier():
         raise BadInput(f"--custom-object {text!r} is not MODULE:NAME", HINT)
     try:
-        module = _import_factory_module(module_name, text)
+        module = import_factory_module(module_name, text)
     except BadInput as exc:  # its messages say "factory TEXT"; this is a custom object
         raise BadInput(exc.message.replace(f"factory {text}", f"--custom-object {text}", 1),
                        exc.hint) from exc

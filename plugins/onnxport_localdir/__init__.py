@@ -34,7 +34,10 @@ def publish(request: PublishRequest) -> PublishResult:
         suffix += 1  # two versions in one second: v..._2, v..._3
         target = home / f"{version_tag()}_{suffix}"
     partial = target.with_name(target.name + ".partial")
-    shutil.copytree(request.artifact, partial)
+    for relative in request.files:  # regular files the core checked, never links
+        copy = partial / relative
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(request.artifact / relative, copy, follow_symlinks=False)
     (partial / ".onnxport-digest").write_text(digest)
     partial.rename(target)  # complete or absent
     return PublishResult(uri=f"file://{target}",
@@ -45,7 +48,7 @@ def pull(uri: str, destination: Path) -> None:
     """`file:///dir/NAME/vYYYYMMDD_HHMMSS` pulls that version; `file:///dir/NAME` the
     newest complete one."""
     source = _root(uri)
-    versions = sorted(p for p in source.glob("v*") if p.is_dir()
+    versions = sorted(p for p in source.glob("v*") if p.is_dir() and not p.is_symlink()
                       and not p.name.endswith(".partial")
                       and (p / ".onnxport-digest").is_file()) if source.is_dir() else []
     if versions and not (source / "report.json").is_file():
@@ -54,7 +57,8 @@ def pull(uri: str, destination: Path) -> None:
         from onnxport.errors import BadInput
 
         raise BadInput(f"{uri} is not a published artifact")
-    shutil.copytree(source, destination, dirs_exist_ok=True,
+    # links are copied as links, never followed; the core then refuses them
+    shutil.copytree(source, destination, dirs_exist_ok=True, symlinks=True,
                     ignore=shutil.ignore_patterns(".onnxport-digest"))
 
 

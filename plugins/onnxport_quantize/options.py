@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from onnxport.errors import BadInput
+from onnxport.options import option, parse_options as parse
 
 MODES = ("off", "on", "auto")
 WEIGHT_TYPES = ("QInt8", "QUInt8")
@@ -26,31 +26,43 @@ NOT_DYNAMIC = {
 DEFAULT_MARGIN = 0.05  # INT8 must be at least 5% faster to be kept in mode auto
 
 
+def _op_types(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The op types asked for, each one dynamic quantization can do, spelled as ONNX."""
+    known = {n.lower(): n for n in (*DYNAMIC_OPS, *NOT_DYNAMIC)}
+    for name in names:
+        spelled = known.get(name.lower())
+        if spelled is None:
+            raise ValueError(f"names '{name}', which onnxruntime's dynamic quantization "
+                             "cannot quantize (it can quantize: "
+                             + ", ".join(DYNAMIC_OPS) + ")")
+        if spelled != name:
+            raise ValueError(f"names '{name}'", f"did you mean '{spelled}'?")
+    return tuple(dict.fromkeys(names))
+
+
 @dataclass(frozen=True)
 class QuantizeOptions:
-    mode: str = "auto"  # a target that lists the pass without a mode: INT8 where it pays
-    weight_type: str = "QInt8"
-    per_channel: bool = False
+    # a target that lists the pass without a mode: INT8 where it pays
+    mode: str = option("auto", choices=MODES, help="off, on (INT8 ships within its "
+                       "budget) or auto (only where it is also faster here)")
+    weight_type: str = option("QInt8", choices=WEIGHT_TYPES, help="int8 or uint8 weights")
+    per_channel: bool = option(False, help="one scale per output channel")
     # 7-bit weights unless a target knows its CPU has no U8S8 saturation (ARM64, VNNI):
     # accurate on every CPU, at the price of one bit of weight precision.
-    reduce_range: bool = True
-    op_types: tuple[str, ...] = DEFAULT_OPS
-    prefer: str = "speed"
-    pre_process: bool = True  # onnxruntime's quant_pre_process first
-    speed_margin: float = DEFAULT_MARGIN
-    threads: int = 1  # intra-op threads of the side-by-side timing in mode auto
+    reduce_range: bool = option(True, help="7-bit weights (no U8S8 saturation on x86 "
+                                "without VNNI)")
+    op_types: tuple[str, ...] = option(DEFAULT_OPS, convert=_op_types,
+                                       help="op types to quantize (Conv only if listed)")
+    prefer: str = option("speed", choices=PREFER, help="what mode auto decides by")
+    pre_process: bool = option(True, help="onnxruntime's quant_pre_process first")
+    speed_margin: float = option(DEFAULT_MARGIN, minimum=0, below=1,
+                                 help="how much faster INT8 must be in mode auto")
+    threads: int = option(1, minimum=1, help="intra-op threads of the side-by-side "
+                          "timing in mode auto")
 
     @property
     def conv_included(self) -> bool:
         return "Conv" in self.op_types
-
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "mode": (str,), "weight_type": (str,), "per_channel": (bool,), "reduce_range": (bool,),
-    "op_types": (list, tuple), "prefer": (str,), "pre_process": (bool,),
-    "speed_margin": (int, float), "threads": (int,),
-}
-_CHOICES = {"mode": MODES, "weight_type": WEIGHT_TYPES, "prefer": PREFER}
 
 
 def mode_of(options: Mapping[str, Any]) -> str:
@@ -60,44 +72,4 @@ def mode_of(options: Mapping[str, Any]) -> str:
 
 
 def parse_options(options: Mapping[str, Any], target: str) -> QuantizeOptions:
-    values: dict[str, Any] = {}
-    for key, value in options.items():
-        expected = _TYPES.get(key)
-        if expected is None:
-            raise BadInput(f"target '{target}': unknown option quantize.{key}",
-                           "known options: " + ", ".join(sorted(_TYPES)))
-        wrong_bool = isinstance(value, bool) and bool not in expected
-        if not isinstance(value, expected) or wrong_bool:
-            raise BadInput(f"target '{target}': quantize.{key} must be "
-                           f"{' or '.join(t.__name__ for t in expected)}, not {value!r}")
-        choices = _CHOICES.get(key)
-        if choices and value not in choices:
-            raise BadInput(f"target '{target}': quantize.{key} must be one of "
-                           f"{', '.join(choices)}, not {value!r}")
-        values[key] = value
-    if "op_types" in values:
-        values["op_types"] = _op_types(values["op_types"], target)
-    if not 0 <= values.get("speed_margin", 0) < 1:
-        raise BadInput(f"target '{target}': quantize.speed_margin must be in [0, 1), "
-                       f"not {values['speed_margin']!r}")
-    if values.get("threads", 1) < 1:
-        raise BadInput(f"target '{target}': quantize.threads must be at least 1")
-    return QuantizeOptions(**values)
-
-
-def _op_types(names: Any, target: str) -> tuple[str, ...]:
-    if not all(isinstance(n, str) for n in names):
-        raise BadInput(f"target '{target}': quantize.op_types must be a list of ONNX op "
-                       "types, e.g. [\"MatMul\", \"LSTM\"]")
-    known = {n.lower(): n for n in (*DYNAMIC_OPS, *NOT_DYNAMIC)}
-    for name in names:
-        spelled = known.get(name.lower())
-        if spelled is None:
-            raise BadInput(
-                f"target '{target}': quantize.op_types names '{name}', which onnxruntime's "
-                "dynamic quantization cannot quantize",
-                "it can quantize: " + ", ".join(DYNAMIC_OPS))
-        if spelled != name:
-            raise BadInput(f"target '{target}': quantize.op_types names '{name}'",
-                           f"did you mean '{spelled}'?")
-    return tuple(dict.fromkeys(names))
+    return parse(QuantizeOptions, options, where=f"target '{target}'", prefix="quantize.")

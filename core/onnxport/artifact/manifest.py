@@ -1,6 +1,6 @@
-"""The two JSON documents of an artifact: each target's manifest.json (what the model is,
-where it came from, how it was checked) and the run's report.json (every stage of every
-target, with timings and the environment)."""
+"""Each target's manifest.json: what the model is, where it came from, how it was
+checked, and the sha256 of every file (what `onnxport verify`, `pull` and the runtime
+check before they trust a file)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from onnxport.artifact.writing import describe_files, sha256_of
-from onnxport.flow.environment import machine, versions
+from onnxport.artifact.reading import sha256_of
+from onnxport.artifact.writing import describe_files
+from onnxport.flow.environment import versions
+from onnxport.tolerance import to_json
 
 if TYPE_CHECKING:
-    from onnxport.flow.pipeline import ConversionRequest, TargetArtifact
-    from onnxport.records import Backend, ExportResult, LoadedModel
+    from onnxport.conversion import ConversionRequest, TargetArtifact
+    from onnxport.records import ExportResult, LoadedModel
 
 MANIFEST_FORMAT = "onnxport-artifact/1"
 RECORDED_LOAD_OPTIONS = ("custom_objects",)  # what `onnxport verify` needs to load again
-REPORT_FORMAT = "onnxport-report/1"
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -53,7 +54,7 @@ def build_manifest(request: ConversionRequest, artifact: TargetArtifact,
     return {
         "format": MANIFEST_FORMAT,
         "name": model_path.stem,
-        "created": _now(),
+        "created": now(),
         "model": model_path.name,
         "model_format": model_path.suffix.lstrip("."),
         "runner": artifact.runner,
@@ -69,8 +70,8 @@ def build_manifest(request: ConversionRequest, artifact: TargetArtifact,
             "ran_on": final.verification.providers,
             "graph_optimization_level": target.graph_optimization_level,
             "options": {k: dict(v) for k, v in target.options.items()},
-            "tolerance": asdict(target.tolerance),
-            "quantized_tolerance": asdict(target.quantized_tolerance),
+            "tolerance": to_json(target.tolerance),
+            "quantized_tolerance": to_json(target.quantized_tolerance),
         },
         "onnx": None if model_path.suffix != ".onnx" else {
             "opset": info.opset,
@@ -94,56 +95,4 @@ def build_manifest(request: ConversionRequest, artifact: TargetArtifact,
         "versions": versions(),
         "made_by": request.made_by,
         "verification": final.verification.to_dict(),
-    }
-
-
-def build_report(request: ConversionRequest, name: str, backend: Backend,
-                 loaded: LoadedModel, exported: ExportResult,
-                 artifacts: list[TargetArtifact], timings: dict[str, float],
-                 passed: bool) -> dict[str, Any]:
-    settings = request.verification
-    return {
-        "format": REPORT_FORMAT,
-        "name": name,
-        "created": _now(),
-        "status": "passed" if passed else "failed",
-        "source": describe_source(request, loaded, exported),
-        "export": {"backend": backend.name, "exporter": exported.exporter,
-                   "opset": exported.opset, "warnings": exported.warnings,
-                   "details": exported.details},
-        "verification_settings": {
-            "seed": settings.seed,
-            "batch_sizes": settings.batch_sizes,
-            "input_ranges": dict(settings.input_ranges),
-            "data": None if settings.data is None else str(settings.data),
-            "tolerance": None if settings.tolerance is None else asdict(settings.tolerance),
-            "output_tolerances": {k: asdict(v)
-                                  for k, v in settings.output_tolerances.items()},
-            "latency_runs": settings.latency_runs,
-            "classifiers": sorted(settings.classifiers),
-            "rule": "|onnx - source| <= atol + rtol * |source| for every element of every "
-                    "output, at every batch checked",
-        },
-        "targets": {
-            a.target.name: {
-                "status": "passed" if a.passed else "failed",
-                "directory": a.target.name,
-                "model": f"{a.target.name}/{a.model_path.name}",
-                "warnings": a.warnings,
-                "stages": [{
-                    "stage": s.stage,
-                    "status": s.status,
-                    "reason": s.reason,
-                    "settings": s.settings,
-                    "size_bytes": s.info.size_bytes if s.info else None,
-                    "node_count": s.info.node_count if s.info else None,
-                    "op_histogram": s.info.op_histogram if s.info else None,
-                    "verification": s.verification.to_dict() if s.verification else None,
-                } for s in a.stages],
-            } for a in artifacts
-        },
-        "timings_s": timings,
-        "made_by": request.made_by,
-        "versions": versions(),
-        "machine": machine(),
     }

@@ -8,13 +8,6 @@ from pathlib import Path
 
 from onnxport.errors import BadInput, MissingDependency
 
-# onnx.TensorProto element types -> numpy dtype names
-_DTYPES = {
-    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
-    9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16",
-}
-
-
 @dataclass
 class TensorInfo:
     name: str
@@ -130,5 +123,16 @@ def _tensor_info(value) -> TensorInfo:
             shape.append(dim.dim_param)
         else:
             shape.append(None)
-    dtype = _DTYPES.get(tensor_type.elem_type, f"type{tensor_type.elem_type}")
-    return TensorInfo(name=value.name, shape=shape, dtype=dtype)
+    return TensorInfo(name=value.name, shape=shape,
+                      dtype=element_dtype(tensor_type.elem_type))
+
+
+def element_dtype(code: int) -> str:
+    """The numpy dtype name of an onnx.TensorProto element type (onnx's own mapping)."""
+    from onnx import helper
+
+    try:
+        dtype = helper.tensor_dtype_to_np_dtype(code)
+    except (KeyError, ValueError, TypeError):
+        return f"type{code}"
+    return "string" if dtype.kind == "O" else dtype.name

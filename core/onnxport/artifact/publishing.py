@@ -1,23 +1,29 @@
 """Publishing an artifact somewhere and pulling it back, through publisher plugins.
 
-The core does what every publisher needs: it refuses an artifact whose files do not
-match its manifests, picks the publisher by the URI's scheme, and after a pull checks
-every file again before the artifact appears at its destination.
+The core does what every publisher needs, by one rule for all of them: it reads the
+artifact through `artifact.reading` (every file checked against its manifest, no path
+outside it, no link followed), refuses a name that is not safe as a path, hands the
+publisher the exact list of files to publish, picks the publisher by the URI's scheme,
+and after a pull refuses links and checks every file again before the artifact appears
+at its destination.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
-from onnxport.artifact.writing import REPORT, Staging, check_output_dir
+from onnxport.artifact.names import checked_name
+from onnxport.artifact.reading import (MANIFEST, Artifact, confined, integrity_problems,
+                                       open_artifact)
+from onnxport.artifact.writing import Staging, check_output_dir
 from onnxport.errors import BadInput, VerificationFailed
 from onnxport.host import PluginHost
 from onnxport.records import Publisher, PublishRequest, PublishResult
-from onnxport.flow.reverify import check_files, find_manifests
+
+REPORT_FILES = ("report.json", "report.html", "report.md")
 
 
 def version_tag(now: datetime.datetime | None = None) -> str:
@@ -32,19 +38,32 @@ def artifact_digest(manifests: list[dict[str, Any]]) -> str:
                            for m in manifests for f in m["files"]))
 
 
-def load_checked_manifests(artifact: Path) -> list[dict[str, Any]]:
-    """The artifact's manifests, after checking every file they list."""
-    if not artifact.is_dir():
-        raise BadInput(f"{artifact} is not an artifact directory")
-    manifests = []
-    for path in find_manifests(artifact):
-        manifest = json.loads(path.read_text())
-        problems = check_files(path.parent, manifest)
+def checked_artifact(path: Path) -> Artifact:
+    """The artifact at `path`, after checking every file its manifests list."""
+    if not Path(path).is_dir():
+        raise BadInput(f"{path} is not an artifact directory")
+    artifact = open_artifact(Path(path))
+    for entry in artifact.targets:
+        problems = integrity_problems(entry)
         if problems:
-            raise BadInput(f"{artifact} does not match its manifest ({problems[0]}); "
+            raise BadInput(f"{path} does not match its manifest ({problems[0]}); "
                            "refusing to publish it", "convert again, or run onnxport verify")
-        manifests.append(manifest)
-    return manifests
+    return artifact
+
+
+def artifact_files(artifact: Artifact) -> tuple[str, ...]:
+    """What a publisher copies: the reports, and each target's manifest and the files it
+    lists; relative POSIX paths of regular files inside the artifact."""
+    files = [name for name in REPORT_FILES if (artifact.root / name).is_file()]
+    for name in files:
+        confined(artifact.root, name, str(artifact.root))  # refuses a linked report
+    for entry in artifact.targets:
+        prefix = "" if entry.directory == artifact.root else f"{entry.directory.name}/"
+        listed = [MANIFEST, *(f["path"] for f in entry.manifest["files"])]
+        for relative in listed:
+            entry.file(relative)  # confined: no '..', no link
+            files.append(prefix + relative)
+    return tuple(dict.fromkeys(files))
 
 
 def publisher_for(host: PluginHost, uri: str) -> Publisher:
@@ -60,14 +79,14 @@ def publisher_for(host: PluginHost, uri: str) -> Publisher:
 
 def publish(artifact: Path, uri: str, host: PluginHost,
             options: Mapping[str, Any] | None = None) -> PublishResult:
-    artifact = Path(artifact)
-    manifests = load_checked_manifests(artifact)
-    report_path = artifact / REPORT
-    name = (json.loads(report_path.read_text())["name"] if report_path.is_file()
-            else manifests[0]["name"])
+    checked = checked_artifact(Path(artifact))
+    manifests = [t.manifest for t in checked.targets]
+    name = (checked.report or {}).get("name") or manifests[0].get("name")
+    name = checked_name(name, "the artifact's name")
     publisher = publisher_for(host, uri)
-    return publisher.publish(PublishRequest(artifact=artifact, uri=uri, name=name,
-                                            manifests=manifests, options=dict(options or {})))
+    return publisher.publish(PublishRequest(
+        artifact=checked.root, uri=uri, name=name, manifests=manifests,
+        options=dict(options or {}), files=artifact_files(checked)))
 
 
 def pull(uri: str, destination: Path, host: PluginHost, overwrite: bool = False) -> Path:
@@ -79,8 +98,14 @@ def pull(uri: str, destination: Path, host: PluginHost, overwrite: bool = False)
     staging = Staging(destination)
     try:
         publisher.pull(uri, staging.path)
-        for path in find_manifests(staging.path):
-            problems = check_files(path.parent, json.loads(path.read_text()))
+        links = [p for p in staging.path.rglob("*") if p.is_symlink()]
+        if links:
+            raise VerificationFailed(f"{uri} holds a symbolic link "
+                                     f"({links[0].relative_to(staging.path)}); refusing it",
+                                     "an artifact holds regular files only: publish it "
+                                     "again from a converted artifact")
+        for entry in open_artifact(staging.path).targets:
+            problems = integrity_problems(entry)
             if problems:
                 raise VerificationFailed(f"{uri} does not match its manifest after the "
                                          f"download: {problems[0]}",

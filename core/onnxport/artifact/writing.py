@@ -7,7 +7,6 @@ the output path exactly as it was.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -16,10 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from onnxport.artifact.reading import REPORT, sha256_of
 from onnxport.errors import BadInput
 
-MANIFEST = "manifest.json"
-REPORT = "report.json"
 
 
 def check_output_dir(output: Path, overwrite: bool) -> None:
@@ -78,14 +76,6 @@ class Staging:
         return None
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def describe_files(directory: Path, names: list[str]) -> list[dict[str, Any]]:
     """sha256 and size of each file, for the manifest (paths relative to `directory`)."""
     return [{"path": name, "bytes": (directory / name).stat().st_size,
@@ -94,9 +84,13 @@ def describe_files(directory: Path, names: list[str]) -> list[dict[str, Any]]:
 
 def write_json(path: Path, data: Any) -> None:
     """Strict JSON any parser reads: infinities and NaN become "inf", "-inf", "nan"."""
-    text = json.dumps(_finite(json.loads(json.dumps(data, default=_jsonable))), indent=2,
-                      allow_nan=False)
-    path.write_text(text + "\n")
+    path.write_text(json.dumps(strict_json(data), indent=2, allow_nan=False) + "\n")
+
+
+def strict_json(data: Any) -> Any:
+    """`data` as plain JSON values (paths, numpy scalars, dataclasses converted), with
+    infinities and NaN as the strings "inf", "-inf", "nan"."""
+    return _finite(json.loads(json.dumps(data, default=_jsonable)))
 
 
 def _finite(value: Any) -> Any:

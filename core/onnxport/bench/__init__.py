@@ -122,8 +122,8 @@ def available_cpus() -> int:
 
 def plan(path: Path, host: PluginHost, *, targets: Sequence[str] = (),
          providers: Sequence[str] = (), source: str | None = None,
-         with_source: bool = False, weights: Path | None = None
-         ) -> tuple[list[BenchCase], list[TensorInfo], dict[str, Sequence[int]],
+         with_source: bool = False, weights: Path | None = None,
+         trust_code: bool = False) -> tuple[list[BenchCase], list[TensorInfo], dict[str, Sequence[int]],
                     Mapping[str, tuple[float, float]], bool]:
     """The rows to measure, and what their inputs look like: (cases, input infos, example
     shapes, input ranges, dynamic batch)."""
@@ -151,19 +151,19 @@ def plan(path: Path, host: PluginHost, *, targets: Sequence[str] = (),
             raise BadInput("--with-source needs an artifact directory, whose manifest "
                            "records the source", "give the source with --source")
         return cases, list(info.inputs), {}, {}, dynamic
-    from onnxport.flow.reverify import _settings, find_manifests
+    from onnxport.artifact.reading import open_artifact
+    from onnxport.flow.reverify import recorded_settings
 
-    manifest_paths = find_manifests(path)
-    manifests = [json.loads(p.read_text()) for p in manifest_paths]
-    chosen = [(p, m) for p, m in zip(manifest_paths, manifests)
-              if not targets or m["target"]["name"] in targets]
+    artifact = open_artifact(path)
+    chosen = [t for t in artifact.targets if not targets or t.name in targets]
     if not chosen:
         raise BadInput(f"{path} has no target {', '.join(targets)}",
-                       "it has: " + ", ".join(m["target"]["name"] for m in manifests))
+                       "it has: " + ", ".join(t.name for t in artifact.targets))
     cases = []
-    for manifest_path, manifest in chosen:
+    for entry in chosen:
+        manifest = entry.manifest
         recorded = manifest["target"]
-        model = manifest_path.parent / manifest["model"]
+        model = entry.model
         size = sum(f["bytes"] for f in manifest.get("files", [])) or None
         for provider_set in ([(p,) for p in providers] if providers else
                              [tuple(recorded.get("providers") or ())]):
@@ -175,23 +175,30 @@ def plan(path: Path, host: PluginHost, *, targets: Sequence[str] = (),
                 model=str(model), providers=provider_set,
                 graph_optimization_level=recorded.get("graph_optimization_level", "all"),
                 size_bytes=size))
-    first = chosen[0][1]
+    first = chosen[0].manifest
     interface = first["interface"]
     dynamic = bool(interface["dynamic_batch"])
     if source is not None or with_source:
+        from onnxport.flow.reverify import recorded_origin
+
         recorded_source = first["source"]
-        origin = source or recorded_source["origin"]
-        if source is None and recorded_source["kind"] == "object" and origin.startswith("<"):
-            raise BadInput(f"{path} was made from a Python object ({origin}), which cannot "
-                           "be loaded again by name", "give the source with --source")
+        if source is None and not trust_code:
+            raise BadInput("--with-source runs the source the artifact's manifest names "
+                           f"({recorded_source.get('origin')!r}), and onnxport runs no code "
+                           "because an artifact names it",
+                           "name it with --source, or add --trust-code for an artifact "
+                           "you made yourself")
+        origin = source or recorded_origin(first)
         recorded_weights = (recorded_source.get("weights") or {}).get("path")
+        if source is not None:
+            recorded_weights = None
         cases.append(_source_case(
             origin, recorded_source.get("backend"),
             weights or (Path(recorded_weights) if recorded_weights else None),
             interface["inputs"], interface["outputs"], dynamic,
             recorded_source.get("load_options") or {}))
     infos, shapes = _recorded_inputs(first, dynamic)
-    settings = _settings(manifest_paths[0], {})
+    settings = recorded_settings(artifact, {})
     return cases, infos, shapes, dict(settings.input_ranges), dynamic
 
 
@@ -315,7 +322,7 @@ def _run_child(case: BenchCase, feeds_path: Path, batch: int, threads: int,
     return result
 
 
-def _child_main() -> int:
+def child_main() -> int:
     """In the child: load the case, time it, print one JSON line."""
     spec = json.loads(sys.stdin.read())
     case = BenchCase(**{**spec["case"], "providers": tuple(spec["case"]["providers"]),
@@ -328,9 +335,7 @@ def _child_main() -> int:
     from onnxport.host import default_host
 
     try:
-        host = default_host()
-        for name in spec["enable"]:
-            host.enable(name)
+        host = default_host().view(enable=spec["enable"])
         options = RunOptions(providers=case.providers,
                              provider_options=case.provider_options,
                              threads=spec["threads"],
@@ -491,7 +496,3 @@ def bench_json(results: Sequence[BenchResult], settings: BenchSettings, batch: i
                          "seed": settings.seed},
             "machine": machine(), "versions": versions(),
             "results": [r.to_dict() for r in results]}
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main())

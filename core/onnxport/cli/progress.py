@@ -1,34 +1,21 @@
-"""Progress lines on a terminal, as an observer plugin of the stage hooks."""
+"""Progress lines on a terminal: an observer of the stage hooks for one conversion."""
 
 from __future__ import annotations
 
 import sys
 
-from onnxport.host import PluginHost, hookimpl
+from onnxport.host import hookimpl
 from onnxport.records import StageEvent
 
 _MARKS = {"ok": "ok", "warning": "warning", "skipped": "skipped", "failed": "FAILED"}
 
 
 class TerminalProgress:
-    """Prints one line per finished stage to stderr, only when stderr is a terminal."""
+    """Prints one line per finished stage to stderr (given to a conversion as one of its
+    `observers`; the CLI does so only when stderr is a terminal)."""
 
-    name = "onnxport-progress"
-
-    def __init__(self, host: PluginHost, stream=None):
-        self.host = host
+    def __init__(self, stream=None):
         self.stream = stream or sys.stderr
-
-    @classmethod
-    def attach(cls, host: PluginHost, stream=None) -> "TerminalProgress":
-        progress = cls(host, stream)
-        if progress.stream.isatty():
-            host.register(progress, cls.name)
-        return progress
-
-    def detach(self) -> None:
-        if self.name in self.host.infos:
-            self.host.unregister(self.name)
 
     @hookimpl
     def onnxport_stage_started(self, event: StageEvent) -> None:

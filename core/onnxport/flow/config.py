@@ -48,13 +48,10 @@ def find_config(explicit: Path | None = None, cwd: Path | None = None
     if explicit is not None:
         if not explicit.is_file():
             raise BadInput(f"--config {explicit} does not exist")
-        data = _read(explicit)
-        if explicit.name == "pyproject.toml":
-            data = data.get("tool", {}).get("onnxport", {})
-        return explicit, data
+        return explicit, read_config(explicit)
     cwd = cwd or Path.cwd()
     if (cwd / CONFIG_FILE).is_file():
-        return cwd / CONFIG_FILE, _read(cwd / CONFIG_FILE)
+        return cwd / CONFIG_FILE, read_config(cwd / CONFIG_FILE)
     pyproject = cwd / "pyproject.toml"
     if pyproject.is_file():
         section = _read(pyproject).get("tool", {}).get("onnxport")
@@ -63,8 +60,20 @@ def find_config(explicit: Path | None = None, cwd: Path | None = None
     return None
 
 
-def apply_config(host: PluginHost, path: Path, data: dict[str, Any]) -> list[str]:
-    """Register the file's targets on `host`; returns the names defined or changed."""
+def read_config(path: Path) -> dict[str, Any]:
+    """The onnxport settings in a config file (a pyproject.toml's [tool.onnxport])."""
+    data = _read(path)
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("onnxport", {})
+    return data
+
+
+def configured(host: PluginHost, path: Path | None) -> PluginHost:
+    """`host` as a request with this config file sees it: the file's targets defined or
+    changed, beside the plugins' own. The host itself is not changed."""
+    if path is None:
+        return host
+    data = read_config(path)
     where = f"{path}" + (" [tool.onnxport]" if path.name == "pyproject.toml" else "")
     unknown = sorted(set(data) - {"targets"})
     if unknown:
@@ -72,13 +81,12 @@ def apply_config(host: PluginHost, path: Path, data: dict[str, Any]) -> list[str
     targets = data.get("targets", {})
     if not isinstance(targets, dict):
         raise BadInput(f"{where}: 'targets' must be a table of targets")
-    changed = []
     for name, fields in targets.items():
         if not isinstance(fields, dict):
             raise BadInput(f"{where}: targets.{name} must be a table")
-        host.override("target", _target(host, where, name, fields), f"config {where}")
-        changed.append(name)
-    return changed
+        target = _target(host, where, name, fields)
+        host = host.view(records=[("target", target, f"config {where}")])
+    return host
 
 
 def _target(host: PluginHost, where: str, name: str, fields: dict[str, Any]) -> Target:

@@ -3,160 +3,55 @@ verify against the source framework, and write the artifact only if it all passe
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
+from onnxport.artifact.manifest import build_manifest
+from onnxport.artifact.modelinfo import describe_model
+from onnxport.artifact.names import safe_name
 from onnxport.artifact.writing import Staging, check_output_dir, write_json
-from onnxport.report import write_reports
+from onnxport.conversion import (ConversionRequest, ConversionResult, StageResult,
+                                 TargetArtifact, Verification)
 from onnxport.errors import BadInput, ExportFailed, OnnxportError, VerificationFailed
-from onnxport.host import PluginHost
-from onnxport.artifact.manifest import build_manifest, build_report
-from onnxport.artifact.modelinfo import ModelInfo, describe_model
-from onnxport.records import (Backend, ExportRequest, ExportResult, InputSpec, LoadedModel,
-                      LoadRequest, Pass, PassContext, RunOptions, Source, StageEvent,
-                      Target, Tolerance)
-from onnxport.flow.config import apply_config, find_config
-from onnxport.flow.sources import pick_backend
+from onnxport.flow.config import configured
+from onnxport.flow.sources import pick_backend, resolve_source
 from onnxport.flow.targets import ResolvedTarget, fallback_note, resolve_targets
-from onnxport.flow.verification import Reference, Verification, VerificationSettings, verify_candidate
+from onnxport.flow.verification import Reference, verify_candidate
+from onnxport.host import PluginHost
+from onnxport.records import (Backend, ExportRequest, ExportResult, LoadedModel,
+                              LoadRequest, Pass, PassContext, RunOptions, Source,
+                              StageEvent, Target, Tolerance)
+from onnxport.report import build_report, write_reports
+from onnxport.tolerance import budget_for
 
 
-@dataclass
-class ConversionRequest:
-    """Everything `onnxport convert` and `onnxport.convert()` accept, in one place."""
-
-    source: Source
-    output: Path
-    name: str | None = None
-    backend: str | None = None
-    exporter: str | None = None
-    opset: int | None = None
-    inputs: tuple[InputSpec, ...] = ()
-    input_names: tuple[str, ...] | None = None
-    output_names: tuple[str, ...] | None = None
-    dynamic_batch: bool = True
-    external_data: bool | None = None
-    targets: tuple[str, ...] = ("cpu",)
-    pass_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # by pass
-    config: Path | None = None  # None: ./onnxport.toml or [tool.onnxport], if present
-    trust_code: bool = False
-    overwrite: bool = False
-    keep_failed: bool = False
-    verification: VerificationSettings = field(default_factory=VerificationSettings)
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    made_by: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StageResult:
-    """One step of a target's pipeline: the export, then each pass.
-
-    `status` is "ok" (its model went on), "skipped" (the pass did not apply or had
-    nothing to do), "rejected" (an optional pass whose model failed verification or
-    raised: the previous model went on) or "failed" (a required pass: the target fails).
-    """
-
-    stage: str
-    status: str
-    path: Path | None = None
-    info: ModelInfo | None = None
-    verification: Verification | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""
-    warnings: list[str] = field(default_factory=list)  # the pass's own notes
-
-
-@dataclass
-class TargetArtifact:
-    target: Target
-    directory: Path
-    model_path: Path
-    stages: list[StageResult]
-    manifest: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
-    runner: str = "onnxruntime"  # what ran the shipped model in verification
-    requested: str = ""  # the target name the user gave (e.g. "auto")
-
-    @property
-    def final(self) -> StageResult:
-        """The stage whose model was shipped, or the one that failed the target."""
-        failed = [s for s in self.stages if s.status == "failed"]
-        return failed[0] if failed else [s for s in self.stages if s.status == "ok"][-1]
-
-    @property
-    def verification(self) -> Verification:
-        return self.final.verification
-
-    @property
-    def passed(self) -> bool:
-        return self.final.status == "ok" and self.verification.passed
-
-
-@dataclass
-class ConversionResult:
-    """What a conversion produced; `output` is None when nothing was written."""
-
-    name: str
-    passed: bool
-    output: Path | None
-    loaded: LoadedModel
-    exported: ExportResult
-    artifacts: list[TargetArtifact]
-    report: dict[str, Any]
-    timings: dict[str, float]
-
-    @property
-    def model_path(self) -> Path:
-        """The model file of the first target (the only one, in the common case)."""
-        return self.artifacts[0].model_path
-
-    def artifact(self, target: str) -> TargetArtifact:
-        return next(a for a in self.artifacts if a.target.name == target)
-
-
-def run_conversion(request: ConversionRequest, host: PluginHost) -> ConversionResult:
+def run_conversion(request: ConversionRequest, host: PluginHost,
+                   observers: Iterable[Any] = ()) -> ConversionResult:
+    """Convert, verify and write one request. `host` is not changed: the conversion
+    works on a view of it with the request's enables and config, and `observers`
+    (objects with stage hooks, such as a progress display) see its stages."""
     started = time.perf_counter()
     output = Path(request.output)
-    check_output_dir(output, request.overwrite)
-    found = find_config(request.config)
-    if found is not None:
-        apply_config(host, *found)
-    backend = pick_backend(host, request.source, request.backend)
-    resolved = resolve_targets(host, request.targets, request.pass_options)
-    targets = [r.target for r in resolved]
-    exporter, opset = _check_export_choice(backend, targets, request)
+    check_output_dir(output, request.overwrite)  # before running any user code
+    host = configured(host.view(enable=request.enable, observers=observers),
+                      request.config)
     timings: dict[str, float] = {}
+    with _stage(host, "load", None, timings):
+        source = resolve_source(request.source)
+        backend = pick_backend(host, source, request.backend)
+        resolved = resolve_targets(host, request.targets, request.pass_options)
+        exporter, opset = _check_export_choice(backend, [r.target for r in resolved],
+                                               request)
+        loaded = _load(backend, request, source)
+    name = request.name or default_name(source, loaded)
     staging = Staging(output)
-    work = staging.path / ".work"
-    work.mkdir()
     try:
-        with _stage(host, "load", None, timings):
-            loaded = _load(backend, request)
-        name = request.name or default_name(request.source, loaded)
-        with _stage(host, "export", None, timings):
-            exported = _export(backend, loaded, ExportRequest(
-                output_path=work / f"{_safe(name)}.onnx", opset=opset, exporter=exporter,
-                dynamic_batch=request.dynamic_batch, external_data=request.external_data,
-                options=request.backend_options))
-        source_runner = host.get("runner", backend.runner)
-        source_session = source_runner.open(
-            loaded, RunOptions(threads=request.verification.threads))
-        try:
-            reference = Reference(source_session, loaded.input_names, loaded.example_inputs,
-                                  request.dynamic_batch, request.verification)
-            artifacts = [
-                _build_target(host, choice, staging.path, exported, loaded, reference,
-                              request, timings)
-                for choice in resolved
-            ]
-        finally:
-            source_session.close()
-        shutil.rmtree(work, ignore_errors=True)
+        artifacts, exported = _export_and_verify(
+            host, request, backend, loaded, resolved, staging.path, name, exporter,
+            opset, timings)
         timings["total"] = time.perf_counter() - started
         passed = all(a.passed for a in artifacts)
         report = build_report(request, name, backend, loaded, exported, artifacts, timings,
@@ -183,6 +78,34 @@ def run_conversion(request: ConversionRequest, host: PluginHost) -> ConversionRe
         (f"the candidate is kept in {kept}" if kept else
          f"nothing was written to {output}; pass --keep-failed to keep the candidate"),
         result=result)
+
+
+def _export_and_verify(host: PluginHost, request: ConversionRequest, backend: Backend,
+                       loaded: LoadedModel, resolved: list[ResolvedTarget], root: Path,
+                       name: str, exporter: str | None, opset: int | None,
+                       timings: dict[str, float]
+                       ) -> tuple[list[TargetArtifact], ExportResult]:
+    """Export once into `root`'s work directory, then build every target against the
+    source's outputs, computed once."""
+    work = root / ".work"
+    work.mkdir()
+    with _stage(host, "export", None, timings):
+        exported = _export(backend, loaded, ExportRequest(
+            output_path=work / f"{safe_name(name)}.onnx", opset=opset, exporter=exporter,
+            dynamic_batch=request.dynamic_batch, external_data=request.external_data,
+            options=request.backend_options))
+    source_session = host.get("runner", backend.runner).open(
+        loaded, RunOptions(threads=request.verification.threads))
+    try:
+        reference = Reference(source_session, loaded.input_names, loaded.example_inputs,
+                              request.dynamic_batch, request.verification)
+        artifacts = [_build_target(host, choice, root, exported, loaded, reference,
+                                   request, timings)
+                     for choice in resolved]
+    finally:
+        source_session.close()
+    shutil.rmtree(work, ignore_errors=True)
+    return artifacts, exported
 
 
 def _check_export_choice(backend: Backend, targets: list[Target],
@@ -217,11 +140,11 @@ def _check_export_choice(backend: Backend, targets: list[Target],
     return exporter, opset
 
 
-def _load(backend: Backend, request: ConversionRequest) -> LoadedModel:
+def _load(backend: Backend, request: ConversionRequest, source: Source) -> LoadedModel:
     try:
         return backend.load(LoadRequest(
-            source=request.source, inputs=request.inputs, input_names=request.input_names,
-            output_names=request.output_names or request.source.output_names,
+            source=source, inputs=request.inputs, input_names=request.input_names,
+            output_names=request.output_names or source.output_names,
             dynamic_batch=request.dynamic_batch, trust_code=request.trust_code,
             options=request.backend_options))
     except OnnxportError:
@@ -266,8 +189,9 @@ def _build_target(host: PluginHost, choice: ResolvedTarget, root: Path,
             verification = verify_candidate(
                 path, reference, runner, run_options, loaded.input_names,
                 loaded.output_names, request.dynamic_batch,
-                lambda output: (budget if budget is not None else
-                                request.verification.tolerance_for(output, target.tolerance)))
+                lambda output: budget_for(output, target=target.tolerance,
+                                          settings=request.verification,
+                                          stage_budget=budget))
             note["status"] = "ok" if verification.passed else "failed"
             note["detail"] = verification.problem or _max_abs_text(verification)
         return StageResult(stage, "ok" if verification.passed else "failed", path,
@@ -391,16 +315,12 @@ def _stage(host: PluginHost, stage: str, target: str | None,
 def default_name(source: Source, loaded: LoadedModel) -> str:
     origin = source.origin
     if source.kind == "path":
-        return _safe(Path(origin).stem)
+        return safe_name(Path(origin).stem)
     module, sep, _ = origin.rpartition(":")
     if sep and module:
-        return _safe(Path(module).stem if module.endswith(".py") else
+        return safe_name(Path(module).stem if module.endswith(".py") else
                      module.rsplit(".", 1)[-1])
-    return _safe(type(loaded.model).__name__.lower())
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+    return safe_name(type(loaded.model).__name__.lower())
 
 
 def _max_abs_text(verification: Verification) -> str:

@@ -24,18 +24,31 @@ _FRAMEWORK_EXTRAS = {"torch": "torch", "tensorflow": "keras", "keras": "keras",
                      "onnx": "onnx", "onnxruntime": "runtime"}
 
 
-def source_from_text(text: str, weights: Path | None = None) -> Source:
-    """A CLI SOURCE argument: an existing path, else a factory, else an error."""
+def source_spec(text: str, weights: Path | None = None) -> Source:
+    """A SOURCE as the user typed it: an existing path, else a factory recorded by name
+    (kind "factory", called later by `resolve_source`), else an error. Runs no code."""
     path = Path(text)
     if path.exists():
         return Source(kind="path", value=path, origin=text, weights=weights)
     module, sep, function = text.rpartition(":")
     if sep and module and function.isidentifier():
-        result = call_factory(text)
-        return source_from_object(result, origin=text, weights=weights)
+        return Source(kind="factory", value=text, origin=text, weights=weights)
     raise BadInput(f"{text} does not exist",
                    "give a model file, or a factory as package.module:function "
                    "or path/to/file.py:function")
+
+
+def resolve_source(source: Source) -> Source:
+    """A source a backend can look at: a factory is imported and called here."""
+    if source.kind != "factory":
+        return source
+    return source_from_object(call_factory(source.origin), origin=source.origin,
+                              weights=source.weights)
+
+
+def source_from_text(text: str, weights: Path | None = None) -> Source:
+    """A SOURCE resolved at once: for commands that load it straight away."""
+    return resolve_source(source_spec(text, weights))
 
 
 def source_from_object(obj: Any, *, origin: str, weights: Path | None = None,
@@ -54,7 +67,7 @@ def source_from_object(obj: Any, *, origin: str, weights: Path | None = None,
 
 def call_factory(text: str) -> Any:
     module_name, _, function_name = text.rpartition(":")
-    module = _import_factory_module(module_name, text)
+    module = import_factory_module(module_name, text)
     factory = getattr(module, function_name, None)
     if not callable(factory):
         available = sorted(n for n, v in vars(module).items()
@@ -64,6 +77,8 @@ def call_factory(text: str) -> Any:
                        f"functions there: {', '.join(available) or 'none'}")
     try:
         return factory()
+    except SystemExit as exc:
+        raise _exited(exc, f"factory {text}") from None
     except ModuleNotFoundError as exc:
         raise _missing_module(exc, text) from exc
     except Exception as exc:
@@ -71,7 +86,8 @@ def call_factory(text: str) -> Any:
                        "fix the factory; run with --debug for the traceback") from exc
 
 
-def _import_factory_module(module_name: str, text: str):
+def import_factory_module(module_name: str, text: str):
+    """Import `module_name` (a dotted name, or a path/file.py) for the factory `text`."""
     if module_name.endswith(".py") or "/" in module_name:
         path = Path(module_name)
         if not path.is_file():
@@ -85,6 +101,9 @@ def _import_factory_module(module_name: str, text: str):
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
+        except SystemExit as exc:
+            del sys.modules[name]
+            raise _exited(exc, f"factory {text}: importing {path}") from None
         except ModuleNotFoundError as exc:
             del sys.modules[name]
             raise _missing_module(exc, text) from exc
@@ -97,6 +116,8 @@ def _import_factory_module(module_name: str, text: str):
         sys.path.insert(0, str(Path.cwd()))
     try:
         return importlib.import_module(module_name)
+    except SystemExit as exc:
+        raise _exited(exc, f"factory {text}: importing {module_name}") from None
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise BadInput(f"factory {text}: there is no module {module_name!r}",
@@ -106,6 +127,12 @@ def _import_factory_module(module_name: str, text: str):
     except Exception as exc:
         raise BadInput(f"factory {text}: importing {module_name} raised "
                        f"{type(exc).__name__}: {exc}") from exc
+
+
+def _exited(exc: SystemExit, what: str) -> BadInput:
+    """A factory that calls sys.exit() is a failure, whatever code it exits with."""
+    return BadInput(f"{what} called sys.exit({exc.code!r}) instead of returning a model",
+                    "a factory returns the model; it must not exit the process")
 
 
 def _missing_module(exc: ModuleNotFoundError, text: str) -> Exception:

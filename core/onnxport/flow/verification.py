@@ -12,92 +12,19 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from onnxport.flow.inputs import describe_inputs, load_npz, random_inputs
-from onnxport.flow.metrics import OutputComparison, compare_output
 from onnxport.artifact.modelinfo import TensorInfo, import_onnx, read_model_info
+from onnxport.conversion import (BatchResult, Check, Verification,
+                                 VerificationSettings)
 from onnxport.records import RunOptions, RunSession, Runner, Tolerance
+from onnxport.tolerance import compare_output
 
 DEFAULT_DYNAMIC_BATCHES = (1, 3)
-
-
-@dataclass
-class VerificationSettings:
-    """What to feed and how strict to be; every field has a documented default."""
-
-    seed: int = 0
-    batch_sizes: tuple[int, ...] | None = None  # None: (1, 3) if dynamic
-    input_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    data: Path | None = None  # an .npz with one array per input
-    tolerance: Tolerance | None = None  # None: the target's
-    output_tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
-    latency_runs: int = 20
-    threads: int | None = None
-    classifiers: frozenset[str] = frozenset()  # outputs whose argmax floor applies
-
-    def tolerance_for(self, output: str, default: Tolerance) -> Tolerance:
-        return self.output_tolerances.get(output) or self.tolerance or default
-
-
-@dataclass
-class Check:
-    name: str
-    passed: bool
-    detail: str = ""
-
-
-@dataclass
-class BatchResult:
-    label: str  # "batch 1", "batch 3", or "data" for user data
-    inputs: dict[str, dict]
-    outputs: list[OutputComparison]
-
-    @property
-    def passed(self) -> bool:
-        return all(o.passed for o in self.outputs)
-
-
-@dataclass
-class Verification:
-    passed: bool
-    checks: list[Check]
-    batches: list[BatchResult]
-    latency_ms: dict[str, Any]
-    providers: list[str]
-    problem: str = ""
-
-    @property
-    def max_abs(self) -> float | None:
-        values = [o.max_abs for b in self.batches for o in b.outputs]
-        return max(values) if values else None
-
-    def worst_by_output(self) -> dict[str, OutputComparison]:
-        """Each output's comparison at the batch where its max abs error is largest."""
-        worst: dict[str, OutputComparison] = {}
-        for batch in self.batches:
-            for out in batch.outputs:
-                current = worst.get(out.name)
-                if current is None or not out.passed or (
-                        current.passed and out.max_abs > current.max_abs):
-                    worst[out.name] = out
-        return worst
-
-    def to_dict(self) -> dict:
-        return {
-            "passed": self.passed,
-            "problem": self.problem,
-            "max_abs": self.max_abs,
-            "checks": [asdict(c) for c in self.checks],
-            "batches": [{"label": b.label, "passed": b.passed, "inputs": b.inputs,
-                         "outputs": [o.to_dict() for o in b.outputs]} for b in self.batches],
-            "latency_ms": self.latency_ms,
-            "providers": self.providers,
-        }
 
 
 class Reference:

@@ -1,5 +1,6 @@
-"""Writing a run's report in its three forms: JSON for machines, HTML and Markdown for
-people. The HTML and Markdown are rendered from the JSON alone."""
+"""The report of a conversion, in one place: built as report.json for machines
+(`build`), rendered from that JSON alone as report.html and report.md for people
+(`html`, `markdown`), and summarised on the terminal (`terminal`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from onnxport.artifact.writing import REPORT, write_json
+from onnxport.report.build import REPORT_FORMAT, build_report
 from onnxport.report.html import render_html
 from onnxport.report.markdown import render_markdown
+
+__all__ = ["REPORT_FORMAT", "REPORT_HTML", "REPORT_MD", "build_report", "write_reports"]
 
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"

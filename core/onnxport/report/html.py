@@ -14,7 +14,7 @@ import html
 import io
 from typing import Any
 
-from onnxport.records import Tolerance
+from onnxport.tolerance import from_json
 from onnxport.report.formatting import budget_text, cosine_text, error_text, human_bytes, ms_text
 
 _CSS = """
@@ -154,7 +154,7 @@ def _outputs_table(v: dict[str, Any]) -> str:
                 error_text(out["max_rel"]), cosine_text(out["cosine"]),
                 "-" if agreement is None else f"{agreement:.0%}"
                 + ("" if out.get("classifier") else " (info)"),
-                _e(budget_text(Tolerance.from_dict(out["tolerance"]))),
+                _e(budget_text(from_json(out["tolerance"]))),
                 _e(out.get("problem", "")),
             ])
     return _table(["batch", "output", "", "max abs", "mean abs", "max rel", "cosine",

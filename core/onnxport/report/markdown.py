@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from onnxport.records import Tolerance
+from onnxport.tolerance import from_json
 from onnxport.report.formatting import budget_text, cosine_text, error_text, human_bytes, ms_text
 
 
@@ -68,7 +68,7 @@ def _worst_outputs(target: str, verification: dict[str, Any]) -> list[str]:
         rows.append(_row([target, name, error_text(out["max_abs"]),
                           error_text(out["mean_abs"]), cosine_text(out["cosine"]),
                           "-" if agreement is None else f"{agreement:.0%}",
-                          budget_text(Tolerance.from_dict(out["tolerance"]))]))
+                          budget_text(from_json(out["tolerance"]))]))
     return rows
 
 

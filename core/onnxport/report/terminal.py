@@ -116,6 +116,10 @@ def artifact_check_summary(checks: list[ArtifactCheck]) -> str:
                          + "; ".join(check.integrity_problems))
             continue
         v = check.verification
+        if v is None:
+            parts.append(f"{check.target}: files ok (every sha256 matches the manifest); "
+                         f"{check.not_rerun}")
+            continue
         parts.append(f"{check.target}: {'PASS' if v.passed else 'FAIL'} "
                      f"(max abs error {error_text(v.max_abs)})")
         parts.append(verification_detail(check.target, v))

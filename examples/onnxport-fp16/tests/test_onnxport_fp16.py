@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxport_fp16
 from onnxport.errors import BadInput, VerificationFailed
 from onnxport.host import PluginHost
-from onnxport.flow.metrics import compare_output
+from onnxport.tolerance import compare_output
 from onnxport.records import PassContext, Target, Tolerance
 from onnxport.testing import check_pass
 from onnxport_fp16.running import run

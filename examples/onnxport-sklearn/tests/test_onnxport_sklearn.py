@@ -166,7 +166,10 @@ def test_a_trusted_joblib_file_converts(tmp_path):
     assert result.passed
     assert result.loaded.description == "Pipeline(StandardScaler, LogisticRegression)"
     # checking the artifact again loads the pickle again: the opt-in is asked again
-    refused = _cli("verify", "out", cwd=tmp_path)
+    files_only = _cli("verify", "out", cwd=tmp_path)  # runs nothing the artifact names
+    assert files_only.returncode == ExitCode.OK
+    assert "numerics were not checked again" in files_only.stdout
+    refused = _cli("verify", "out", "--source", "model.joblib", cwd=tmp_path)
     assert refused.returncode == ExitCode.BAD_INPUT and "--trust-code" in refused.stderr
     assert _cli("verify", "out", "--trust-code", cwd=tmp_path).returncode == ExitCode.OK
 

@@ -1,0 +1,140 @@
+"""One way from options to a `ConversionRequest`: the CLI, `onnxport.convert()`, fleets
+and the service all call `build_request`, so an option is added (and checked) once.
+
+Building a request runs no user code: a factory is recorded by name and called by the
+flow, after the output directory has been checked, inside the load stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from onnxport.artifact.names import checked_name
+from onnxport.conversion import ConversionRequest, VerificationSettings
+from onnxport.errors import BadInput
+from onnxport.flow.config import find_config
+from onnxport.flow.sources import source_from_object, source_spec
+from onnxport.records import InputSpec, Tolerance
+from onnxport.tolerance import with_overrides
+
+
+def build_request(
+    model: Any,
+    example_inputs: Any = None,
+    *,
+    output: str | Path,
+    output_names: Iterable[str] | None = None,
+    input_names: Iterable[str] | None = None,
+    inputs: Iterable[InputSpec] = (),
+    weights: str | Path | None = None,
+    name: str | None = None,
+    backend: str | None = None,
+    exporter: str | None = None,
+    opset: int | None = None,
+    targets: Iterable[str] = ("cpu",),
+    quantize: str | None = None,
+    pass_options: Mapping[str, Mapping[str, Any]] | None = None,
+    config: str | Path | None = None,
+    enable: Iterable[str] = (),
+    dynamic_batch: bool = True,
+    external_data: bool | None = None,
+    seed: int = 0,
+    data: str | Path | None = None,
+    input_ranges: Mapping[str, tuple[float, float]] | None = None,
+    tolerance: Tolerance | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    output_tolerances: Mapping[str, Tolerance] | None = None,
+    classifiers: Iterable[str] | None = None,
+    batch_sizes: Iterable[int] | None = None,
+    latency_runs: int = 20,
+    threads: int | None = None,
+    overwrite: bool = False,
+    keep_failed: bool = False,
+    trust_code: bool = False,
+    custom_objects: Iterable[str] | Mapping[str, Any] | None = None,
+    made_by: Mapping[str, Any] | None = None,
+) -> ConversionRequest:
+    """A checked request to convert `model` into the artifact directory `output`.
+
+    `model` is a framework model object (with `example_inputs`), a model file, or a
+    factory `package.module:function` / `path/file.py:function`. `quantize` ("off",
+    "on", "auto") sets every target's quantize mode; `atol`/`rtol` replace the budget
+    of every output (`tolerance` gives a whole `Tolerance`); `config` is a targets file
+    (default: ./onnxport.toml or [tool.onnxport] in ./pyproject.toml, when present).
+    """
+    weights_path = Path(weights) if weights is not None else None
+    if weights_path is not None and not weights_path.is_file():
+        raise BadInput(f"--weights {weights_path} does not exist")
+    if isinstance(model, (str, Path)) and example_inputs is None:
+        source = source_spec(str(model), weights_path)
+    else:
+        source = source_from_object(model, origin=describe(model), weights=weights_path,
+                                    example_inputs=example_inputs,
+                                    output_names=output_names)
+    _at_least("--latency-runs", latency_runs, 0)
+    _at_least("--threads", threads, 1)
+    _at_least("--opset", opset, 1)
+    sizes = tuple(batch_sizes) if batch_sizes is not None else None
+    for size in sizes or ():
+        _at_least("--batch-sizes", size, 1)
+    if atol is not None or rtol is not None:
+        tolerance = with_overrides(tolerance or Tolerance(), atol, rtol)
+    found = find_config(Path(config) if config is not None else None)
+    return ConversionRequest(
+        source=source,
+        output=Path(output),
+        name=checked_name(name, "--name") if name is not None else None,
+        backend=backend,
+        exporter=exporter,
+        opset=opset,
+        inputs=tuple(inputs),
+        input_names=tuple(input_names) if input_names is not None else None,
+        output_names=tuple(output_names) if output_names is not None else None,
+        dynamic_batch=dynamic_batch,
+        external_data=external_data,
+        targets=tuple(targets) or ("cpu",),
+        pass_options=merge_pass_options(pass_options, quantize),
+        config=found[0] if found is not None else None,
+        enable=tuple(enable),
+        trust_code=trust_code,
+        overwrite=overwrite,
+        keep_failed=keep_failed,
+        backend_options={"custom_objects": custom_objects} if custom_objects else {},
+        verification=VerificationSettings(
+            seed=seed,
+            batch_sizes=sizes,
+            input_ranges=dict(input_ranges or {}),
+            data=Path(data) if data is not None else None,
+            tolerance=tolerance,
+            output_tolerances=dict(output_tolerances or {}),
+            latency_runs=latency_runs,
+            threads=threads,
+            classifiers=frozenset(classifiers or ()),
+        ),
+        made_by=dict(made_by) if made_by is not None else {
+            "call": f"onnxport.convert({describe(model)}, output={str(output)!r})"},
+    )
+
+
+def merge_pass_options(options: Mapping[str, Mapping[str, Any]] | None,
+                       quantize: str | None) -> dict[str, dict[str, Any]]:
+    """Per-pass options for every target, with `quantize` as the quantize pass's mode."""
+    merged = {name: dict(values) for name, values in (options or {}).items()}
+    if quantize is not None:
+        merged.setdefault("quantize", {})["mode"] = quantize
+    return merged
+
+
+def describe(model: Any) -> str:
+    """How a model is named in the report: its path or factory, or its type."""
+    if isinstance(model, (str, Path)):
+        return str(model)
+    return f"<{type(model).__module__}.{type(model).__qualname__}>"
+
+
+def _at_least(flag: str, value: int | None, low: int) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < low):
+        raise BadInput(f"{flag} {value}: must be a whole number >= {low}")

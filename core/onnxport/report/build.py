@@ -1,0 +1,55 @@
+"""report.json: every stage of every target of one conversion, with its figures,
+timings, the environment and the settings it was verified with."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from onnxport.artifact.manifest import describe_source, now
+from onnxport.flow.environment import machine, versions
+from onnxport.tolerance import settings_to_json
+
+if TYPE_CHECKING:
+    from onnxport.conversion import ConversionRequest, TargetArtifact
+    from onnxport.records import Backend, ExportResult, LoadedModel
+
+REPORT_FORMAT = "onnxport-report/1"
+
+
+def build_report(request: ConversionRequest, name: str, backend: Backend,
+                 loaded: LoadedModel, exported: ExportResult,
+                 artifacts: list[TargetArtifact], timings: dict[str, float],
+                 passed: bool) -> dict[str, Any]:
+    return {
+        "format": REPORT_FORMAT,
+        "name": name,
+        "created": now(),
+        "status": "passed" if passed else "failed",
+        "source": describe_source(request, loaded, exported),
+        "export": {"backend": backend.name, "exporter": exported.exporter,
+                   "opset": exported.opset, "warnings": exported.warnings,
+                   "details": exported.details},
+        "verification_settings": settings_to_json(request.verification),
+        "targets": {
+            a.target.name: {
+                "status": "passed" if a.passed else "failed",
+                "directory": a.target.name,
+                "model": f"{a.target.name}/{a.model_path.name}",
+                "warnings": a.warnings,
+                "stages": [{
+                    "stage": s.stage,
+                    "status": s.status,
+                    "reason": s.reason,
+                    "settings": s.settings,
+                    "size_bytes": s.info.size_bytes if s.info else None,
+                    "node_count": s.info.node_count if s.info else None,
+                    "op_histogram": s.info.op_histogram if s.info else None,
+                    "verification": s.verification.to_dict() if s.verification else None,
+                } for s in a.stages],
+            } for a in artifacts
+        },
+        "timings_s": timings,
+        "made_by": request.made_by,
+        "versions": versions(),
+        "machine": machine(),
+    }
