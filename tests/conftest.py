@@ -26,11 +26,14 @@ class CliResult:
 
 @pytest.fixture
 def cli(capsys):
-    """Run `onnxport ARGS` in this process (torch is imported once for the session)."""
+    """Run `onnxport ARGS` in this process, conversions included (main() is handed the
+    installed plugins' host, so torch is imported once for the session). The default
+    path, a worker process per conversion, is tested through `run_process`."""
     from onnxport.cli import main
+    from onnxport.host import default_host
 
     def run(*args: str) -> CliResult:
-        code = main([str(a) for a in args])
+        code = main([str(a) for a in args], host=default_host())
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 

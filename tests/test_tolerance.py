@@ -32,11 +32,25 @@ def test_shape_mismatch_fails_and_says_both_shapes():
     assert "[2, 3]" in result.problem and "[3, 3]" in result.problem
 
 
-def test_nan_only_where_the_source_has_nan():
+def test_nan_only_where_the_source_has_nan_and_only_when_allowed():
     expected = np.array([np.nan, 1.0])
-    assert compare_output("y", np.array([np.nan, 1.0]), expected, Tolerance()).passed
-    result = compare_output("y", np.array([np.nan, np.nan]), expected, Tolerance())
+    same = compare_output("y", np.array([np.nan, 1.0]), expected, Tolerance())
+    assert not same.passed and "--allow-nonfinite" in same.problem  # proves nothing
+    allowed = compare_output("y", np.array([np.nan, 1.0]), expected, Tolerance(),
+                             allow_nonfinite=True)
+    assert allowed.passed and allowed.nonfinite == 1
+    result = compare_output("y", np.array([np.nan, np.nan]), expected, Tolerance(),
+                            allow_nonfinite=True)
     assert not result.passed and "NaN" in result.problem
+
+
+def test_an_all_nan_model_never_passes_by_default():
+    """Both all-NaN used to pass with max abs 0 and cosine 1."""
+    nan = np.full((2, 3), np.nan)
+    result = compare_output("y", nan, nan, Tolerance())
+    assert not result.passed and "6 NaN/inf values" in result.problem
+    finite = compare_output("y", nan, np.zeros((2, 3)), Tolerance())
+    assert not finite.passed and "6 NaN/inf values where the source has" in finite.problem
 
 
 def test_optional_floors_cosine_and_argmax():

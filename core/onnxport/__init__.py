@@ -24,7 +24,8 @@ _LAZY = {
     "InputSpec": "records",
     "OnnxportError": "errors", "BadInput": "errors", "ExportFailed": "errors",
     "VerificationFailed": "errors", "MissingDependency": "errors",
-    "PluginError": "errors", "ExitCode": "errors",
+    "PluginError": "errors", "ExitCode": "errors", "EnvironmentProblem": "errors",
+    "TimedOut": "errors", "Crashed": "errors", "ConversionOutcome": "conversion",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -19,6 +19,9 @@ class ExitCode(enum.IntEnum):
     EXPORT_FAILED = 4  # the framework's exporter could not produce a model
     MISSING_DEPENDENCY = 5  # an optional package (a framework) is not installed
     PLUGIN_ERROR = 6  # a plugin is broken, clashes with another or raised
+    ENVIRONMENT = 7  # the machine refused: disk full, read-only, permission, path too long
+    TIMEOUT = 8  # the conversion did not finish within its time limit
+    CRASHED = 9  # the conversion's process died, or the model's code ended it
 
 
 class OnnxportError(Exception):
@@ -68,3 +71,63 @@ class MissingDependency(OnnxportError):
 
 class PluginError(OnnxportError):
     exit_code = ExitCode.PLUGIN_ERROR
+
+
+class EnvironmentProblem(OnnxportError):
+    """The machine refused what onnxport had to do: a full disk, a read-only or
+    forbidden directory, a path too long. Nothing about the model is wrong."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+
+class TimedOut(OnnxportError):
+    exit_code = ExitCode.TIMEOUT
+
+
+class Crashed(OnnxportError):
+    """The conversion's process died (a native abort, an out-of-memory kill) or the
+    model's own code ended it (`sys.exit`, `os._exit`): never a success."""
+
+    exit_code = ExitCode.CRASHED
+
+
+_ENVIRONMENT_ERRNOS = {
+    "ENOSPC": "the disk is full", "EDQUOT": "the disk quota is used up",
+    "EFBIG": "a file grew past the size this process may write",
+    "EROFS": "the file system is read-only", "EACCES": "permission denied",
+    "EPERM": "the operation is not permitted", "ENAMETOOLONG": "the path is too long",
+}
+
+
+def environment_problem(exc: BaseException) -> EnvironmentProblem | None:
+    """An EnvironmentProblem for an OSError the machine raised (anywhere in `exc`'s
+    chain, e.g. a full disk inside an exporter), else None."""
+    import errno
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno is not None:
+            name = errno.errorcode.get(exc.errno, "")
+            if name in _ENVIRONMENT_ERRNOS:
+                where = f" writing {exc.filename}" if exc.filename else ""
+                return EnvironmentProblem(
+                    f"{_ENVIRONMENT_ERRNOS[name]}{where} ({name})",
+                    "free space, choose a writable directory or a shorter path, "
+                    "then run again")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def error_for(exit_code: int, message: str, hint: str | None = None) -> OnnxportError:
+    """An error with this exit code: how a failure that happened in another process (a
+    worker) is raised again in the caller's."""
+    kinds = {int(c.exit_code): c for c in (BadInput, VerificationFailed, ExportFailed,
+                                            PluginError, EnvironmentProblem, TimedOut,
+                                            Crashed)}
+    kind = kinds.get(int(exit_code))
+    error = kind(message, hint) if kind is not None else OnnxportError(message, hint)
+    if kind is None:
+        error.exit_code = ExitCode(exit_code) if exit_code in ExitCode._value2member_map_ \
+            else ExitCode.INTERNAL
+    return error

@@ -309,6 +309,9 @@ class Pass:
     run. `accept(previous_path, candidate_path, context)`, if set, is asked after the
     candidate passed verification whether to keep it, and returns (keep, reason): for
     example INT8 kept only when it measures faster than fp32 on this machine.
+    `options`, if set, is the dataclass schema of the pass's settings (see
+    `onnxport.options`): the core checks each target's settings for the pass against it
+    before any work, so a misspelt key fails at once, naming the known ones.
     """
 
     name: str
@@ -317,6 +320,7 @@ class Pass:
     applies: Callable[[Target], bool] = lambda target: True
     optional: bool = False
     accept: Callable[[Path, Path, PassContext], tuple[bool, str]] | None = None
+    options: type | None = None
     requires: Requirements = Requirements()
     enabled: bool = True
     disabled_reason: str = ""

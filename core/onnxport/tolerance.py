@@ -30,8 +30,13 @@ _REL_FLOOR = float(np.finfo(np.float32).eps)  # below this |source| counts as ze
 
 
 def compare_output(name: str, actual, expected, tolerance: Tolerance,
-                   classifier: bool = False) -> OutputComparison:
-    """Compare one output; the argmax floor applies only to declared classifiers."""
+                   classifier: bool = False, allow_nonfinite: bool = False
+                   ) -> OutputComparison:
+    """Compare one output; the argmax floor applies only to declared classifiers.
+
+    NaN and infinities must appear exactly where the source has them; and where the
+    source itself has any, the comparison proves nothing about those elements, so it
+    fails unless the user says they are expected (`allow_nonfinite`)."""
     actual = np.asarray(actual)
     expected = np.asarray(expected)
     base = dict(name=name, shape=list(actual.shape), expected_shape=list(expected.shape),
@@ -63,8 +68,14 @@ def compare_output(name: str, actual, expected, tolerance: Tolerance,
 
     problems = []
     bad_special = int(np.count_nonzero(~finite & ~same_special))
+    source_special = int(np.count_nonzero(~np.isfinite(e)))
     if bad_special:
-        problems.append(f"{bad_special} NaN/inf values that the source does not have")
+        problems.append(f"{bad_special} NaN/inf values where the source has others or "
+                        "finite ones")
+    elif source_special and not allow_nonfinite:
+        problems.append(f"the source's output has {source_special} NaN/inf values "
+                        f"(of {e.size}); equal NaN/inf prove nothing: fix the model or its "
+                        "inputs, or pass --allow-nonfinite if they are expected")
     if mismatched:
         problems.append(f"{mismatched} of {a.size} values differ by more than "
                         f"atol {tolerance.atol:g} + rtol {tolerance.rtol:g} x |source| "
@@ -86,7 +97,7 @@ def compare_output(name: str, actual, expected, tolerance: Tolerance,
         **base, histogram=error_histogram(checked),
         max_abs=max_abs, mean_abs=mean_abs, max_rel=max_rel, cosine=cosine,
         argmax_agreement=agreement, classifier=classifier, mismatched=mismatched,
-        elements=int(a.size),
+        elements=int(a.size), nonfinite=source_special,
         passed=not problems, problem="; ".join(problems))
 
 
@@ -176,6 +187,7 @@ def settings_to_json(settings: VerificationSettings) -> dict[str, Any]:
         "output_tolerances": {k: to_json(v) for k, v in settings.output_tolerances.items()},
         "latency_runs": settings.latency_runs,
         "classifiers": sorted(settings.classifiers),
+        "allow_nonfinite": settings.allow_nonfinite,
         "rule": "|onnx - source| <= atol + rtol * |source| for every element of every "
                 "output, at every batch checked",
     }
@@ -197,6 +209,7 @@ def settings_from_json(recorded: Mapping[str, Any], where: str = "the report"
                                   (recorded.get("output_tolerances") or {}).items()},
             "latency_runs": int(recorded.get("latency_runs", 20)),
             "classifiers": frozenset(str(c) for c in recorded.get("classifiers") or ()),
+            "allow_nonfinite": bool(recorded.get("allow_nonfinite", False)),
         }
     except (TypeError, ValueError, IndexError, AttributeError) as exc:
         raise BadInput(f"{where}: verification_settings are not what onnxport writes "

@@ -41,7 +41,7 @@ from __future__ import annotations
 from onnxport.host import hookimpl
 from onnxport.records import Pass, Requirements, Target
 
-from .options import mode_of
+from .options import FuseOptions, mode_of
 
 
 def mode(target: Target) -> str:
@@ -58,6 +58,7 @@ def _run(context):
 @hookimpl
 def onnxport_register_passes(register):
     register(Pass(
+        options=FuseOptions,
         name="fuse",
         description="onnxruntime's transformer optimizer: Attention, "
                     "EmbedLayerNormalization, SkipLayerNormalization, BiasGelu/FastGelu "

@@ -13,6 +13,8 @@ from __future__ import annotations
 from onnxport.host import hookimpl
 from onnxport.records import Pass, Requirements
 
+from .options import SimplifyOptions
+
 
 def _run(context):
     from .simplifying import simplify
@@ -23,6 +25,7 @@ def _run(context):
 @hookimpl
 def onnxport_register_passes(register):
     register(Pass(
+        options=SimplifyOptions,
         name="simplify",
         description="onnxsim: constant folding, no-op removal and fusions, in a child "
                     "process with a time limit; dynamic axes stay dynamic; skipped with "

@@ -21,7 +21,7 @@ from __future__ import annotations
 from onnxport.host import hookimpl
 from onnxport.records import Pass, Requirements, Target
 
-from .options import mode_of
+from .options import QuantizeOptions, mode_of
 
 
 def mode(target: Target) -> str:
@@ -45,6 +45,7 @@ def _accept(previous_path, candidate_path, context):
 @hookimpl
 def onnxport_register_passes(register):
     register(Pass(
+        options=QuantizeOptions,
         name="quantize",
         description="INT8 dynamic quantization (onnxruntime quant_pre_process + "
                     "quantize_dynamic) with the target's settings; mode on ships INT8 "

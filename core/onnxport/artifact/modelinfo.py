@@ -8,6 +8,8 @@ from pathlib import Path
 
 from onnxport.errors import BadInput, MissingDependency
 
+PROTOBUF_LIMIT = 2**31  # bytes: one protobuf message cannot be larger
+
 @dataclass
 class TensorInfo:
     name: str
@@ -69,6 +71,11 @@ def load_onnx(path: Path, load_external_data: bool = False):
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path} does not exist or is not a file")
+    if path.stat().st_size >= PROTOBUF_LIMIT:
+        raise BadInput(f"{path} is {path.stat().st_size / 1e9:.1f} GB, past protobuf's "
+                       "2 GB limit for one message, so no ONNX reader can parse it",
+                       "keep the weights as external data beside it (onnxport convert "
+                       "--external-data does)")
     try:
         return onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:

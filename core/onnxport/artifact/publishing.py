@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from onnxport.artifact.names import checked_name
 from onnxport.artifact.reading import (MANIFEST, Artifact, confined, integrity_problems,
                                        open_artifact)
-from onnxport.artifact.writing import Staging, check_output_dir
+from onnxport.artifact.committing import OutputLock, Staging, check_output_dir
 from onnxport.errors import BadInput, VerificationFailed
 from onnxport.host import PluginHost
 from onnxport.records import Publisher, PublishRequest, PublishResult
@@ -91,11 +91,15 @@ def publish(artifact: Path, uri: str, host: PluginHost,
 
 def pull(uri: str, destination: Path, host: PluginHost, overwrite: bool = False) -> Path:
     destination = Path(destination)
-    check_output_dir(destination, overwrite)
     publisher = publisher_for(host, uri)
     if publisher.pull is None:
         raise BadInput(f"the {publisher.name} publisher cannot pull artifacts back")
-    staging = Staging(destination)
+    with OutputLock(destination):
+        check_output_dir(destination, overwrite)
+        return _pull_into(publisher, uri, Staging(destination))
+
+
+def _pull_into(publisher: Publisher, uri: str, staging: Staging) -> Path:
     try:
         publisher.pull(uri, staging.path)
         links = [p for p in staging.path.rglob("*") if p.is_symlink()]

@@ -55,11 +55,8 @@ def confined(directory: Path, relative: Any, what: str) -> Path:
     if not isinstance(relative, str) or not relative.strip():
         raise ArtifactError(f"{what} names no file ({relative!r})",
                             "the artifact is damaged: convert again")
+    _plain(relative, what)
     parts = PurePosixPath(relative.replace("\\", "/")).parts
-    if os.path.isabs(relative) or relative.startswith(("/", "\\")) or ".." in parts \
-            or (parts and ":" in parts[0]):
-        raise ArtifactError(f"{what} names a file outside its directory: {relative!r}",
-                            "refusing to read it: an artifact only names files inside it")
     path = Path(directory)
     for part in parts:
         path = path / part
@@ -68,6 +65,15 @@ def confined(directory: Path, relative: Any, what: str) -> Path:
                                 "refusing to follow it: onnxport never follows links "
                                 "inside an artifact; copy the real file in")
     return path
+
+
+def _plain(relative: str, what: str) -> None:
+    """Refuse a name that is absolute or climbs out, before any file system access."""
+    parts = PurePosixPath(relative.replace("\\", "/")).parts
+    if os.path.isabs(relative) or relative.startswith(("/", "\\")) or ".." in parts \
+            or (parts and ":" in parts[0]):
+        raise ArtifactError(f"{what} names a file outside its directory: {relative!r}",
+                            "refusing to read it: an artifact only names files inside it")
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
@@ -115,6 +121,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(data.get("model"), str):
         raise ArtifactError(f"{path} is not an onnxport manifest (it names no model file)",
                             "pass the .onnx file itself, or an onnxport artifact directory")
+    _plain(data["model"], f"{path}")
     for key, expected in _MANIFEST_FIELDS.items():
         head, _, tail = key.partition(".")
         value = data.get(head) if not tail else (data.get(head) or {}).get(tail)

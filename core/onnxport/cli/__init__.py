@@ -27,7 +27,10 @@ EXIT_CODES = """exit codes:
   3  verification failed: the model does not match its source
   4  export failed: the framework's exporter could not produce a model
   5  missing dependency: install the extra the message names
-  6  plugin error: a plugin is broken, clashes with another, or raised"""
+  6  plugin error: a plugin is broken, clashes with another, or raised
+  7  environment: disk full, read-only or forbidden directory, path too long
+  8  timeout: the conversion did not finish within --timeout
+  9  crashed: the conversion's process died, or the model's code ended it"""
 
 ENVIRONMENT = ("environment: ONNXPORT_PLUGINS restricts the plugins loaded (empty: "
                "built-ins only); ONNXPORT_ENABLE=a,b turns on records that are off by "
@@ -35,9 +38,12 @@ ENVIRONMENT = ("environment: ONNXPORT_PLUGINS restricts the plugins loaded (empt
 
 
 def main(argv: Sequence[str] | None = None, host=None) -> int:
-    """Run the command line; `host` defaults to the plugins installed in this environment."""
+    """Run the command line. `host` defaults to the plugins installed in this environment,
+    and `convert` then converts in a worker process; a program that passes its own host
+    (with plugins registered at run time) converts in this process, where they live."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    embedded = host is not None  # a program's own host: its plugins live in this process
     try:
         if host is None:
             from onnxport.host import default_host
@@ -50,6 +56,7 @@ def main(argv: Sequence[str] | None = None, host=None) -> int:
             return ExitCode.OK
         _configure_logging(args.verbose, args.quiet)
         args.argv = argv
+        args.embedded = embedded
         args.host = host
         return int(args.handler(args))
     except OnnxportError as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 from onnxport.cli import EXIT_CODES, plugin_options
 from onnxport.cli.parsing import (ints, names, parse_key_values, parse_pass_options,
                                   parse_tolerance, redact)
-from onnxport.errors import ExitCode, VerificationFailed
+from onnxport.errors import BadInput, ExitCode, VerificationFailed, error_for
 from onnxport.records import Command
 
 SOURCE_HELP = ("SOURCE is a model file (.pt2 ExportedProgram, .keras, a SavedModel "
@@ -92,6 +92,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     v.add_argument("--classifier", action="append", default=[], metavar="OUTPUT",
                    help="declare an output a classifier: its argmax agreement is "
                    "checked against the budget's floor (repeatable)")
+    v.add_argument("--allow-nonfinite", action="store_true",
+                   help="NaN/inf in the source's outputs are expected: pass where the "
+                   "candidate has them in the same places (the report says so)")
     v.add_argument("--latency-runs", type=int, default=20, metavar="N",
                    help="timed runs per model for the latency figures (0 skips)")
     v.add_argument("--threads", type=int, metavar="N",
@@ -106,6 +109,14 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "diverges (keeps the failed candidate in DIR.failed, as --keep-failed)")
     o.add_argument("--json", action="store_true", help="print report.json instead of "
                    "the table")
+    r = p.add_argument_group("running")
+    r.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
+                   help="stop a conversion that has not finished after this long, and "
+                   "say in which stage (default 1800; 0: no limit)")
+    r.add_argument("--in-process", action="store_true",
+                   help="convert in this process instead of a worker process: a crash "
+                   "or hang in the model's code then takes onnxport down, and --timeout "
+                   "does not apply (--diagnose always runs here)")
     o.add_argument("--publish", action="append", default=[], metavar="URI",
                    help="after a passing conversion, publish the artifact to URI "
                    "(s3://bucket/prefix, mlflow://model-name, file:///dir; repeatable)")
@@ -128,13 +139,13 @@ def publish_options(args) -> dict:
 
 
 def run(args) -> int:
-    from onnxport.api import convert
     from onnxport.cli.progress import TerminalProgress
+    from onnxport.flow.building import build_request
     from onnxport.flow.inputs import parse_input_spec, parse_range
 
-    request_options = dict(
-        output=args.output, weights=args.weights, name=args.name, backend=args.backend,
-        exporter=args.exporter, opset=args.opset,
+    request = build_request(
+        args.source, output=args.output, weights=args.weights, name=args.name,
+        backend=args.backend, exporter=args.exporter, opset=args.opset,
         inputs=[parse_input_spec(s) for s in args.input],
         input_names=names(args.input_names), output_names=names(args.output_names),
         dynamic_batch=not args.static_batch, external_data=args.external_data,
@@ -148,34 +159,64 @@ def run(args) -> int:
         atol=args.atol, rtol=args.rtol,
         output_tolerances=dict(parse_tolerance(t) for t in args.tolerance),
         latency_runs=args.latency_runs, threads=args.threads,
-        classifiers=args.classifier,
+        classifiers=args.classifier, allow_nonfinite=args.allow_nonfinite,
         made_by={"command": shlex.join(["onnxport", *map(redact, args.argv)]),
                  "cwd": str(Path.cwd())})
+    if args.timeout is not None and args.timeout < 0:
+        raise BadInput(f"--timeout {args.timeout}: must be a number of seconds >= 0")
     observers = [] if args.quiet or not sys.stderr.isatty() else [TerminalProgress()]
+    if args.in_process or args.diagnose or args.embedded:
+        output = _convert_here(args, request, observers)
+    else:
+        output = _convert_in_worker(args, request, observers)
+    for uri in args.publish:
+        from onnxport.cli.publishing import print_published, publish_to
+
+        print_published(publish_to(args, output, uri))
+    return ExitCode.OK
+
+
+def _convert_in_worker(args, request, observers) -> Path:
+    """The default: a worker process converts, so nothing the model's code does (a
+    crash, a hang, os._exit, a print) can take this process down or muddle its output."""
+    from onnxport.flow.worker import convert_in_worker
+
+    outcome = convert_in_worker(request, timeout=args.timeout or None,
+                                observers=observers, debug=args.debug)
+    if outcome.report is not None:
+        _print(outcome.report, outcome.output, args.json)
+    if not outcome.passed:
+        raise error_for(outcome.exit_code, outcome.message, outcome.hint)
+    return Path(outcome.output)
+
+
+def _convert_here(args, request, observers) -> Path:
+    """In this process: for --diagnose (it needs the loaded source), --in-process, and
+    a program that hands main() its own host (plugins registered at run time)."""
+    from contextlib import redirect_stdout
+
+    from onnxport.flow.pipeline import run_conversion
+
     try:
-        result = convert(args.source, host=args.host, observers=observers,
-                         **request_options)
+        with redirect_stdout(sys.stderr):  # what the model's code prints is not output
+            result = run_conversion(request, args.host, observers)
     except VerificationFailed as exc:
         if exc.result is not None and args.diagnose:
             _print_diagnosed(args, exc.result)
         elif exc.result is not None:
-            _print_result(exc.result, args.json)
+            _print(exc.result.report, exc.result.output, args.json)
         raise
-    _print_result(result, args.json)
-    for uri in args.publish:
-        from onnxport.cli.publishing import print_published, publish_to
-
-        print_published(publish_to(args, result.output, uri))
-    return ExitCode.OK
+    _print(result.report, result.output, args.json)
+    return result.output
 
 
-def _print_result(result, as_json: bool) -> None:
+def _print(report: dict, output, as_json: bool) -> None:
     from onnxport.report.terminal import conversion_summary
 
     if as_json:
-        print(json.dumps(result.report, indent=2, default=str))
+        print(json.dumps(report, indent=2, default=str))
     else:
-        print(conversion_summary(result))
+        print(conversion_summary(report, output))
 
 
 def _print_diagnosed(args, result) -> None:
@@ -200,7 +241,7 @@ def _print_diagnosed(args, result) -> None:
     if args.json:
         print(json.dumps({**result.report, "diagnosis": data}, indent=2, default=str))
         return
-    print(conversion_summary(result))
+    print(conversion_summary(result.report, result.output))
     for diagnosis in diagnoses:
         print("\n" + diagnosis_text(diagnosis))
 

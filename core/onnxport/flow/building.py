@@ -15,8 +15,8 @@ from onnxport.conversion import ConversionRequest, VerificationSettings
 from onnxport.errors import BadInput
 from onnxport.flow.config import find_config
 from onnxport.flow.sources import source_from_object, source_spec
-from onnxport.records import InputSpec, Tolerance
-from onnxport.tolerance import with_overrides
+from onnxport.records import InputSpec, Source, Tolerance
+from onnxport.tolerance import settings_from_json, settings_to_json, with_overrides
 
 
 def build_request(
@@ -47,6 +47,7 @@ def build_request(
     rtol: float | None = None,
     output_tolerances: Mapping[str, Tolerance] | None = None,
     classifiers: Iterable[str] | None = None,
+    allow_nonfinite: bool = False,
     batch_sizes: Iterable[int] | None = None,
     latency_runs: int = 20,
     threads: int | None = None,
@@ -112,6 +113,7 @@ def build_request(
             latency_runs=latency_runs,
             threads=threads,
             classifiers=frozenset(classifiers or ()),
+            allow_nonfinite=allow_nonfinite,
         ),
         made_by=dict(made_by) if made_by is not None else {
             "call": f"onnxport.convert({describe(model)}, output={str(output)!r})"},
@@ -138,3 +140,72 @@ def _at_least(flag: str, value: int | None, low: int) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                               or value < low):
         raise BadInput(f"{flag} {value}: must be a whole number >= {low}")
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def request_to_json(request: ConversionRequest) -> dict[str, Any]:
+    """A request as plain JSON, to run it in another process (a worker, a Ray task, a
+    service's job). Only a source named by path or factory can travel: an object lives
+    in this process alone."""
+    source = request.source
+    if source.kind not in ("path", "factory"):
+        raise BadInput(f"{source.origin} is a Python object, which cannot be sent to "
+                       "another process", "give a factory (module:function) or a model "
+                       "file instead, or convert in this process")
+    settings = request.verification
+    return {
+        "source": {"kind": source.kind, "origin": source.origin,
+                   "weights": _text(source.weights)},
+        "output": str(request.output), "name": request.name, "backend": request.backend,
+        "exporter": request.exporter, "opset": request.opset,
+        "inputs": [[s.name, list(s.shape), s.dtype] for s in request.inputs],
+        "input_names": _list(request.input_names),
+        "output_names": _list(request.output_names),
+        "dynamic_batch": request.dynamic_batch, "external_data": request.external_data,
+        "targets": list(request.targets), "pass_options": request.pass_options,
+        "config": _text(request.config), "enable": list(request.enable),
+        "trust_code": request.trust_code, "overwrite": request.overwrite,
+        "keep_failed": request.keep_failed, "backend_options": request.backend_options,
+        "made_by": request.made_by,
+        "verification": {**settings_to_json(settings), "threads": settings.threads},
+    }
+
+
+def request_from_json(data: Mapping[str, Any]) -> ConversionRequest:
+    """The request `request_to_json` wrote."""
+    source = data["source"]
+    weights = Path(source["weights"]) if source.get("weights") else None
+    recorded = dict(data["verification"])
+    threads = recorded.pop("threads", None)
+    settings = VerificationSettings(**{**settings_from_json(recorded), "threads": threads})
+    return ConversionRequest(
+        source=Source(kind=source["kind"], value=source["origin"] if source["kind"] ==
+                      "factory" else Path(source["origin"]), origin=source["origin"],
+                      weights=weights),
+        output=Path(data["output"]), name=data.get("name"), backend=data.get("backend"),
+        exporter=data.get("exporter"), opset=data.get("opset"),
+        inputs=tuple(InputSpec(n, tuple(s), d) for n, s, d in data.get("inputs", [])),
+        input_names=_tuple(data.get("input_names")),
+        output_names=_tuple(data.get("output_names")),
+        dynamic_batch=data.get("dynamic_batch", True),
+        external_data=data.get("external_data"), targets=tuple(data["targets"]),
+        pass_options=dict(data.get("pass_options") or {}),
+        config=Path(data["config"]) if data.get("config") else None,
+        enable=tuple(data.get("enable", ())), trust_code=data.get("trust_code", False),
+        overwrite=data.get("overwrite", False), keep_failed=data.get("keep_failed", False),
+        verification=settings, backend_options=dict(data.get("backend_options") or {}),
+        made_by=dict(data.get("made_by") or {}))
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _list(values: tuple[str, ...] | None) -> list[str] | None:
+    return None if values is None else list(values)
+
+
+def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)

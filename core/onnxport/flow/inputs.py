@@ -106,6 +106,11 @@ def load_npz(path: Path, inputs: Sequence[TensorInfo]) -> dict[str, np.ndarray]:
         raise BadInput(f"--data {path} has no array for input(s) {', '.join(missing)}",
                        f"it has {', '.join(sorted(data)) or 'nothing'}; "
                        f"save one array per input name: {', '.join(expected)}")
+    empty = [n for n in expected if data[n].size == 0]
+    if empty:
+        raise BadInput(f"--data {path}: the array for {empty[0]} is empty "
+                       f"(shape {list(data[empty[0]].shape)})",
+                       "verification needs at least one row of every input")
     return {n: data[n].astype(info.dtype, copy=False) for n, info in
             zip(expected, inputs)}
 

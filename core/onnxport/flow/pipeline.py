@@ -12,10 +12,12 @@ from typing import Any, Iterable, Iterator
 from onnxport.artifact.manifest import build_manifest
 from onnxport.artifact.modelinfo import describe_model
 from onnxport.artifact.names import safe_name
-from onnxport.artifact.writing import Staging, check_output_dir, write_json
+from onnxport.artifact.committing import OutputLock, Staging, check_output_dir
+from onnxport.artifact.writing import write_json
 from onnxport.conversion import (ConversionRequest, ConversionResult, StageResult,
                                  TargetArtifact, Verification)
-from onnxport.errors import BadInput, ExportFailed, OnnxportError, VerificationFailed
+from onnxport.errors import (BadInput, Crashed, ExportFailed, OnnxportError,
+                             VerificationFailed, environment_problem)
 from onnxport.flow.config import configured
 from onnxport.flow.sources import pick_backend, resolve_source
 from onnxport.flow.targets import ResolvedTarget, fallback_note, resolve_targets
@@ -33,9 +35,22 @@ def run_conversion(request: ConversionRequest, host: PluginHost,
     """Convert, verify and write one request. `host` is not changed: the conversion
     works on a view of it with the request's enables and config, and `observers`
     (objects with stage hooks, such as a progress display) see its stages."""
+    try:
+        with OutputLock(request.output):
+            return _run_locked(request, host, observers)
+    except OSError as exc:  # raised by onnxport itself: staging, copying, committing
+        problem = environment_problem(exc)
+        if problem is None:
+            raise
+        raise problem from exc
+
+
+def _run_locked(request: ConversionRequest, host: PluginHost,
+                observers: Iterable[Any]) -> ConversionResult:
     started = time.perf_counter()
     output = Path(request.output)
-    check_output_dir(output, request.overwrite)  # before running any user code
+    # before running any user code
+    check_output_dir(output, request.overwrite, protected=inputs_of(request))
     host = configured(host.view(enable=request.enable, observers=observers),
                       request.config)
     timings: dict[str, float] = {}
@@ -108,6 +123,19 @@ def _export_and_verify(host: PluginHost, request: ConversionRequest, backend: Ba
     return artifacts, exported
 
 
+def inputs_of(request: ConversionRequest) -> list[Path]:
+    """The files a conversion reads, which its output must not replace or contain."""
+    source = request.source
+    paths = [request.source.weights, request.verification.data, request.config]
+    if source.kind == "path":
+        paths.append(Path(source.value))
+    elif source.kind == "factory":
+        module = source.origin.rpartition(":")[0]
+        if module.endswith(".py") or "/" in module:
+            paths.append(Path(module))
+    return [Path(p) for p in paths if p is not None]
+
+
 def _check_export_choice(backend: Backend, targets: list[Target],
                          request: ConversionRequest) -> tuple[str | None, int | None]:
     """Refuse, before loading anything, an exporter or opset that cannot be produced."""
@@ -147,9 +175,12 @@ def _load(backend: Backend, request: ConversionRequest, source: Source) -> Loade
             output_names=request.output_names or source.output_names,
             dynamic_batch=request.dynamic_batch, trust_code=request.trust_code,
             options=request.backend_options))
-    except OnnxportError:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # a plugin's own error too: a full disk is the machine's
+        problem = environment_problem(exc)
+        if problem is not None:
+            raise problem from exc
+        if isinstance(exc, OnnxportError):
+            raise
         raise BadInput(f"the {backend.name} backend could not load "
                        f"{request.source.origin}: {type(exc).__name__}: {exc}") from exc
 
@@ -157,9 +188,12 @@ def _load(backend: Backend, request: ConversionRequest, source: Source) -> Loade
 def _export(backend: Backend, loaded: LoadedModel, export: ExportRequest) -> ExportResult:
     try:
         result = backend.export(loaded, export)
-    except OnnxportError:
-        raise
-    except Exception as exc:
+    except Exception as exc:  # a plugin's own error too: a full disk is the machine's
+        problem = environment_problem(exc)  # a full disk is not the exporter's failure
+        if problem is not None:
+            raise problem from exc
+        if isinstance(exc, OnnxportError):
+            raise
         first = (str(exc).strip().splitlines() or [""])[0]
         raise ExportFailed(f"the {backend.name} backend failed to export: "
                            f"{type(exc).__name__}: {first}",
@@ -232,6 +266,11 @@ def _build_target(host: PluginHost, choice: ResolvedTarget, root: Path,
             warnings.append(f"{pass_name}: {stage.reason}; kept the previous model")
         elif stage.status == "failed":
             break
+    nonfinite = {o.name: o.nonfinite for s in stages if s.verification
+                 for b in s.verification.batches for o in b.outputs if o.nonfinite}
+    warnings += [f"output {name}: the source's values include {count} NaN/inf, accepted "
+                 "in the same places because --allow-nonfinite was given"
+                 for name, count in nonfinite.items()]
     directory = root / target.name
     directory.mkdir()
     model_path = directory / exported.path.name
@@ -300,7 +339,12 @@ def _stage(host: PluginHost, stage: str, target: str | None,
     note = {"status": "ok", "detail": ""}
     started = time.perf_counter()
     try:
-        yield note
+        try:
+            yield note
+        except SystemExit as exc:  # never a success, whatever code it exits with
+            raise Crashed(f"the model's code called sys.exit({exc.code!r}) in stage "
+                          f"{stage}", "a model, its factory and its forward() must not "
+                          "exit the process") from None
     except BaseException as exc:
         note["status"], note["detail"] = "failed", str(exc).splitlines()[0] if str(exc) else ""
         raise

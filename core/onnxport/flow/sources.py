@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from onnxport.errors import BadInput, MissingDependency, PluginError
+from onnxport.errors import BadInput, Crashed, MissingDependency, PluginError
 from onnxport.host import PluginHost
 from onnxport.records import Backend, Source
 
@@ -129,10 +129,10 @@ def import_factory_module(module_name: str, text: str):
                        f"{type(exc).__name__}: {exc}") from exc
 
 
-def _exited(exc: SystemExit, what: str) -> BadInput:
+def _exited(exc: SystemExit, what: str) -> Crashed:
     """A factory that calls sys.exit() is a failure, whatever code it exits with."""
-    return BadInput(f"{what} called sys.exit({exc.code!r}) instead of returning a model",
-                    "a factory returns the model; it must not exit the process")
+    return Crashed(f"{what} called sys.exit({exc.code!r}) instead of returning a model",
+                   "a factory returns the model; it must not exit the process")
 
 
 def _missing_module(exc: ModuleNotFoundError, text: str) -> Exception:

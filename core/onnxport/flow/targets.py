@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from onnxport.errors import BadInput
 from onnxport.host import PluginHost
+from onnxport.options import parse_options
 from onnxport.records import Target
 
 
@@ -31,6 +32,7 @@ def resolve_targets(host: PluginHost, names: tuple[str, ...],
         if target.name in resolved:
             continue
         target = _with_pass_options(target, pass_options)
+        _check_pass_options(host, target, pass_options)
         _check_providers(host, target)
         resolved[target.name] = ResolvedTarget(target, name, reason)
     return list(resolved.values())
@@ -43,6 +45,26 @@ def _with_pass_options(target: Target, overrides: Mapping[str, Mapping[str, Any]
     for pass_name, values in overrides.items():
         options.setdefault(pass_name, {}).update(values)
     return dataclasses.replace(target, options=options)
+
+
+def _check_pass_options(host: PluginHost, target: Target,
+                        given: Mapping[str, Mapping[str, Any]]) -> None:
+    """Every pass a target's settings name exists, and its settings fit its schema:
+    a typo fails before any work, naming what is known."""
+    passes = host.registrations("pass")
+    for name, values in target.options.items():
+        entry = passes.get(name)
+        if entry is None:
+            if name in target.passes and name not in given:
+                continue  # a pass the target lists but no plugin provides: a warning later
+            where = "--pass-option" if name in given else f"target '{target.name}'"
+            raise BadInput(f"{where} names the pass '{name}', which no installed plugin "
+                           "provides", "known passes: " + (", ".join(sorted(passes))
+                                                           or "none"))
+        schema = getattr(entry.record, "options", None)
+        if schema is not None:
+            parse_options(schema, values, where=f"target '{target.name}'",
+                          prefix=f"{name}.")
 
 
 def _check_providers(host: PluginHost, target: Target) -> None:

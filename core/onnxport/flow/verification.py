@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from onnxport.errors import BadInput
 from onnxport.flow.inputs import describe_inputs, load_npz, random_inputs
 from onnxport.artifact.modelinfo import TensorInfo, import_onnx, read_model_info
 from onnxport.conversion import (BatchResult, Check, Verification,
@@ -41,6 +42,12 @@ class Reference:
         self.session = session
         self.settings = settings
         self.example_shapes = {k: tuple(np.shape(v)) for k, v in example_inputs.items()}
+        empty = [k for k, shape in self.example_shapes.items() if 0 in shape]
+        if empty:
+            raise BadInput(f"the example input {empty[0]} has a zero-size axis (shape "
+                           f"{list(self.example_shapes[empty[0]])}), so there is nothing "
+                           "to verify", "give example inputs with at least one element "
+                           "on every axis")
         self.inputs_info = [
             TensorInfo(name, (["batch"] if dynamic_batch else [])
                        + list(np.shape(example_inputs[name]))[1 if dynamic_batch else 0:],
@@ -157,7 +164,8 @@ def verify_candidate(
                 label=label, inputs=describe_inputs(feeds),
                 outputs=[compare_output(name, actual.get(name), expected[name],
                                         tolerance_for(name),
-                                        name in reference.settings.classifiers)
+                                        name in reference.settings.classifiers,
+                                        reference.settings.allow_nonfinite)
                          for name in expected_outputs]))
         latency = {}
         if reference.settings.latency_runs > 0:

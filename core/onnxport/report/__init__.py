@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from onnxport.artifact.writing import REPORT, write_json
+from onnxport.artifact.reading import REPORT
+from onnxport.artifact.writing import write_json
 from onnxport.report.build import REPORT_FORMAT, build_report
 from onnxport.report.html import render_html
 from onnxport.report.markdown import render_markdown

@@ -3,6 +3,7 @@ timings, the environment and the settings it was verified with."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from onnxport.artifact.manifest import describe_source, now
@@ -53,3 +54,29 @@ def build_report(request: ConversionRequest, name: str, backend: Backend,
         "versions": versions(),
         "machine": machine(),
     }
+
+
+# ----------------------------------------------------------------- reading it back
+
+
+def final_stage(target: dict[str, Any]) -> dict[str, Any]:
+    """The stage whose model shipped, or the one that failed the target."""
+    stages = target["stages"]
+    failed = [s for s in stages if s["status"] == "failed"]
+    return failed[0] if failed else [s for s in stages if s["status"] == "ok"][-1]
+
+
+def worst_outputs(verification: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each output at its worst batch (failing first, then the largest error)."""
+    worst: dict[str, dict[str, Any]] = {}
+    for batch in verification.get("batches", []):
+        for out in batch["outputs"]:
+            current = worst.get(out["name"])
+            if current is None or _severity(out) > _severity(current):
+                worst[out["name"]] = out
+    return worst
+
+
+def _severity(out: dict[str, Any]) -> tuple[bool, float]:
+    error = float(out["max_abs"])
+    return (not out["passed"], math.inf if math.isnan(error) else error)

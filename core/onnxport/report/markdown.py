@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from onnxport.report.build import final_stage, worst_outputs
 from onnxport.tolerance import from_json
 from onnxport.report.formatting import budget_text, cosine_text, error_text, human_bytes, ms_text
 
@@ -36,9 +37,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                                error_text(v.get("max_abs")), ms_text(onnx_ms), speedup,
                                human_bytes(stage.get("size_bytes")), ran_on,
                                stage.get("reason") or v.get("problem", "")]))
-        shipped = next((s for s in reversed(target["stages"]) if s["status"] == "ok"),
-                       target["stages"][0])
-        outputs += _worst_outputs(name, shipped.get("verification") or {})
+        outputs += _worst_outputs(name, final_stage(target).get("verification") or {})
     lines += ["", _row(["target", "output", "max abs", "mean abs", "cosine", "argmax",
                         "budget"]), _row(["---"] * 7), *outputs]
     warnings = [f"- {name}: {w}" for name, t in report["targets"].items()
@@ -56,24 +55,14 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def _worst_outputs(target: str, verification: dict[str, Any]) -> list[str]:
-    worst: dict[str, dict[str, Any]] = {}
-    for batch in verification.get("batches", []):
-        for out in batch["outputs"]:
-            current = worst.get(out["name"])
-            if current is None or _number(out["max_abs"]) > _number(current["max_abs"]):
-                worst[out["name"]] = out
     rows = []
-    for name, out in worst.items():
+    for name, out in worst_outputs(verification).items():
         agreement = out.get("argmax_agreement")
         rows.append(_row([target, name, error_text(out["max_abs"]),
                           error_text(out["mean_abs"]), cosine_text(out["cosine"]),
                           "-" if agreement is None else f"{agreement:.0%}",
                           budget_text(from_json(out["tolerance"]))]))
     return rows
-
-
-def _number(value: Any) -> float:
-    return float(value)
 
 
 def _row(cells: list[Any]) -> str:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import textwrap
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from onnxport.report.formatting import budget_text, error_text, human_bytes, ms_text, table
+from onnxport.report.formatting import (budget_text, cosine_text, error_text, human_bytes,
+                                        ms_text, table)
+from onnxport.report.build import final_stage, worst_outputs
+from onnxport.tolerance import from_json
 
 if TYPE_CHECKING:
     from onnxport.artifact.modelinfo import ModelInfo
-    from onnxport.flow.pipeline import ConversionResult
     from onnxport.flow.reverify import ArtifactCheck
     from onnxport.flow.verification import Verification
 
@@ -17,53 +20,57 @@ if TYPE_CHECKING:
 WIDTH = 100
 
 
-def conversion_summary(result: ConversionResult) -> str:
-    """One row per target and stage, then each shipped model's outputs, then warnings."""
-    loaded, exported = result.loaded, result.exported
-    source_ms = next((a.stages[0].verification.latency_ms.get("source")
-                      for a in result.artifacts
-                      if a.stages[0].verification and a.stages[0].verification.latency_ms),
+def conversion_summary(report: dict[str, Any], output: str | Path | None) -> str:
+    """One row per target and stage, then each shipped model's outputs, then warnings;
+    rendered from report.json alone, so it reads the same for a conversion that ran in
+    this process and one that ran in a worker."""
+    source, export = report["source"], report["export"]
+    targets = report["targets"]
+    source_ms = next((s["verification"]["latency_ms"].get("source")
+                      for t in targets.values() for s in t["stages"][:1]
+                      if s.get("verification") and s["verification"].get("latency_ms")),
                      None)
-    produced = (f"ONNX opset {exported.opset}" if exported.format == "onnx"
-                else exported.format.upper())
-    head = (f"{result.name}: {loaded.framework} {loaded.framework_version} -> {produced} "
-            f"({loaded.backend}/{exported.exporter})"
+    models = [t["model"] for t in targets.values()]
+    produced = (f"ONNX opset {export['opset']}" if all(m.endswith(".onnx") for m in models)
+                else Path(models[0]).suffix.lstrip(".").upper() if models else "ONNX")
+    head = (f"{report['name']}: {source['framework']} {source['framework_version']} -> "
+            f"{produced} ({source['backend']}/{export['exporter']})"
             + (f"; source {ms_text(source_ms)} ms at the first batch" if source_ms else ""))
-    rows = [_stage_row(artifact.target.name, stage, source_ms)
-            for artifact in result.artifacts for stage in artifact.stages]
+    rows = [_stage_row(name, stage, source_ms)
+            for name, target in targets.items() for stage in target["stages"]]
     header = ["target", "stage", "status", "max|err|", "onnx ms", "speedup", "size",
               "ran on", "note"]
     parts = [head, "", _fit(table(header, rows))]
-    parts += ["", outputs_table(result)]
-    warnings = [f"{a.target.name}: {w}" for a in result.artifacts for w in a.warnings]
-    warnings += [f"export: {w}" for w in exported.warnings]
+    parts += ["", outputs_table(report)]
+    warnings = [f"{name}: {w}" for name, t in targets.items() for w in t["warnings"]]
+    warnings += [f"export: {w}" for w in export.get("warnings", [])]
     if warnings:
         parts += ["", "warnings:", *(textwrap.fill(w, WIDTH, initial_indent="  ",
-                                                   subsequent_indent="    ")
+                                                   subsequent_indent="    ",
+                                                   break_on_hyphens=False)
                                      for w in warnings)]
-    for artifact in result.artifacts:
-        failed = [c for c in artifact.verification.checks if not c.passed]
-        if failed or not artifact.passed:
-            parts += ["", f"{artifact.target.name}: FAILED: {artifact.verification.problem}"]
-    if result.output is not None:
-        state = "wrote" if result.passed else "kept the failed candidate in"
-        parts += ["", f"{state} {result.output}"]
+    for name, target in targets.items():
+        verification = final_stage(target).get("verification") or {}
+        if target["status"] != "passed":
+            parts += ["", f"{name}: FAILED: {verification.get('problem', '')}"]
+    if output is not None:
+        state = "wrote" if report["status"] == "passed" else "kept the failed candidate in"
+        parts += ["", f"{state} {output}"]
     return "\n".join(parts)
 
 
-def _stage_row(target: str, stage, source_ms: float | None) -> list[str]:
-    v = stage.verification
+def _stage_row(target: str, stage: dict[str, Any], source_ms: float | None) -> list[str]:
+    v = stage.get("verification")
     status = {"ok": "PASS", "rejected": "REJECTED", "skipped": "skipped"}.get(
-        stage.status, "FAIL")
+        stage["status"], "FAIL")
     if v is None:
-        return [target, stage.stage, status, "-", "-", "-", "-", "-", stage.reason]
-    onnx_ms = (v.latency_ms or {}).get("onnx")
+        return [target, stage["stage"], status, "-", "-", "-", "-", "-", stage["reason"]]
+    onnx_ms = (v.get("latency_ms") or {}).get("onnx")
     speedup = f"{source_ms / onnx_ms:.1f}x" if source_ms and onnx_ms else "-"
-    ran_on = "/".join(p.replace("ExecutionProvider", "") for p in v.providers) or "-"
-    note = stage.reason or ("" if v.passed else v.problem)
-    size = human_bytes(stage.info.size_bytes) if stage.info else "-"
-    return [target, stage.stage, status, error_text(v.max_abs), ms_text(onnx_ms), speedup,
-            size, ran_on, note]
+    ran_on = "/".join(p.replace("ExecutionProvider", "") for p in v["providers"]) or "-"
+    note = stage["reason"] or ("" if v["passed"] else v["problem"])
+    return [target, stage["stage"], status, error_text(v.get("max_abs")), ms_text(onnx_ms),
+            speedup, human_bytes(stage.get("size_bytes")), ran_on, note]
 
 
 def _fit(text: str) -> str:
@@ -71,17 +78,24 @@ def _fit(text: str) -> str:
                      for line in text.splitlines())
 
 
-def outputs_table(result: ConversionResult) -> str:
+def outputs_table(report: dict[str, Any]) -> str:
     """Each shipped model's outputs at their worst batch, with the budget that applied."""
     rows = []
-    for artifact in result.artifacts:
-        verification = artifact.verification
-        for name, out in verification.worst_by_output().items():
-            rows.append([artifact.target.name, name, "ok" if out.passed else "FAIL",
-                         error_text(out.max_abs), error_text(out.mean_abs),
-                         f"{out.cosine:.6f}", _agreement(out), budget_text(out.tolerance)])
+    for name, target in report["targets"].items():
+        verification = final_stage(target).get("verification") or {}
+        for output, out in worst_outputs(verification).items():
+            rows.append([name, output, "ok" if out["passed"] else "FAIL",
+                         error_text(out["max_abs"]), error_text(out["mean_abs"]),
+                         cosine_text(out["cosine"]), _agreement_of(out),
+                         budget_text(from_json(out["tolerance"]))])
     header = ["target", "output", "", "max abs", "mean abs", "cosine", "argmax", "budget"]
     return _fit(table(header, rows)) if rows else "(no outputs compared)"
+
+
+def _agreement_of(out: dict[str, Any]) -> str:
+    if out.get("argmax_agreement") is None:
+        return "-"
+    return f"{out['argmax_agreement']:.0%}" + ("" if out["classifier"] else " (info)")
 
 
 def _agreement(out) -> str:

@@ -294,9 +294,10 @@ def test_without_skl2onnx_the_backend_is_disabled_with_the_install_command(tmp_p
 def test_without_skl2onnx_converting_says_how_to_install_it(tmp_path):
     model, _ = sklearn_zoo.logistic_pipeline()
     joblib.dump(model, tmp_path / "model.pkl")
+    # --in-process: skl2onnx is hidden in this process only, a worker would have it
     done = subprocess.run([sys.executable, "-c", _HIDE_SKL2ONNX, "convert", "model.pkl",
-                           "-o", "out", "--trust-code"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+                           "-o", "out", "--trust-code", "--in-process"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
 
     assert done.returncode == ExitCode.MISSING_DEPENDENCY, done.stderr
     assert "pip install 'onnxport-sklearn'" in done.stderr
