@@ -4,6 +4,8 @@
   gateway and one identity, so that wrong credentials are really refused.
 - `mlflow_server`: `mlflow server` with a SQLite backend store and proxied artifact
   storage, in a directory of its own.
+- `ray_head`: a Ray head node (`ray start --head --block`) with two CPUs, every port
+  and the node address on 127.0.0.1, authentication off (loopback only).
 
 Both listen on 127.0.0.1 only, on free ports (every port set explicitly, gRPC ones too),
 with their telemetry switched off; every wait is bounded. They start on first use and
@@ -283,6 +285,60 @@ class MlflowServer(ServerProcess):
         return MlflowClient(tracking_uri=self.uri)
 
 
+class RayHead(ServerProcess):
+    """A one-node Ray cluster on 127.0.0.1 (see DESIGN.md: Ray must be told to keep to
+    the loopback address, and a loopback-only test cluster runs without tokens)."""
+
+    name = "ray"
+    grace = 20.0
+    ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def __init__(self, root: Path):
+        super().__init__(root)
+        import tempfile
+
+        self.temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # socket paths: short
+        ports = free_ports(9)
+        self.port = ports[0]
+        self.ports = ports
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def launch(self) -> "RayHead":
+        p = self.ports
+        self._spawn([str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2",
+                     "--node-ip-address", HOST, "--port", str(p[0]),
+                     "--node-manager-port", str(p[1]), "--object-manager-port", str(p[2]),
+                     "--ray-client-server-port", str(p[3]),
+                     "--dashboard-agent-listen-port", str(p[4]),
+                     "--dashboard-agent-grpc-port", str(p[5]),
+                     "--metrics-export-port", str(p[6]),
+                     "--runtime-env-agent-port", str(p[7]),
+                     "--min-worker-port", str(20000), "--max-worker-port", str(20100),
+                     "--include-dashboard", "false", "--disable-usage-stats",
+                     "--temp-dir", str(self.temp)], env=self.ENV)
+        return self
+
+    def start(self, timeout: float = 90) -> "RayHead":
+        return self.launch().wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 90) -> "RayHead":
+        self._wait(self._ready, timeout)
+        return self
+
+    def _ready(self) -> bool:
+        with socket.create_connection((HOST, self.port), timeout=1):
+            pass
+        return "Ray runtime started" in self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
 _RUNNING: list[ServerProcess] = []
 _SHARED: dict[str, ServerProcess] = {}
 
@@ -296,7 +352,8 @@ def _stop_everything() -> None:
             pass
 
 
-_KINDS = {"s3_server": ("s3", S3Server), "mlflow_server": ("mlflow", MlflowServer)}
+_KINDS = {"s3_server": ("s3", S3Server), "mlflow_server": ("mlflow", MlflowServer),
+          "ray_head": ("ray", RayHead)}
 
 
 def _launched(fixture: str, tmp_path_factory) -> ServerProcess:
@@ -332,6 +389,14 @@ def s3_server(tmp_path_factory) -> S3Server:
 def mlflow_server(tmp_path_factory) -> MlflowServer:
     """The session's MLflow tracking server (SQLite store) on 127.0.0.1."""
     server = _launched("mlflow_server", tmp_path_factory).wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory) -> RayHead:
+    """The session's Ray head node on 127.0.0.1."""
+    server = _launched("ray_head", tmp_path_factory).wait_ready()
     yield server
     server.stop()
 

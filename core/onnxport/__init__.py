@@ -25,7 +25,9 @@ _LAZY = {
     "OnnxportError": "errors", "BadInput": "errors", "ExportFailed": "errors",
     "VerificationFailed": "errors", "MissingDependency": "errors",
     "PluginError": "errors", "ExitCode": "errors", "EnvironmentProblem": "errors",
-    "TimedOut": "errors", "Crashed": "errors", "ConversionOutcome": "conversion",
+    "TimedOut": "errors", "Crashed": "errors", "ConversionOutcome": "records",
+    "Executor": "records", "Job": "records", "JobUpdate": "records",
+    "ExecutorOptions": "records",
 }
 
 __all__ = ["__version__", *_LAZY]

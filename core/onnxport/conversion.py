@@ -223,32 +223,3 @@ class ConversionResult:
 
     def artifact(self, target: str) -> TargetArtifact:
         return next(a for a in self.artifacts if a.target.name == target)
-
-
-@dataclass
-class ConversionOutcome:
-    """What a conversion that ran in a worker process came to, as plain data: what a
-    fleet row, a service job and a training callback record.
-
-    `cause` says how it ended: "" (it finished: passed, or failed with an onnxport
-    error), "timeout" (killed after `timeout` seconds, in `stage`), "signal" (the process
-    died: a native abort, an out-of-memory kill), or "exit" (user code ended the process
-    without a result: `os._exit`, `sys.exit` from a thread).
-    """
-
-    passed: bool
-    exit_code: int
-    output: str | None = None  # the artifact (or DIR.failed) directory, when written
-    name: str | None = None
-    message: str = ""  # what went wrong, one line
-    hint: str | None = None  # what to do
-    cause: str = ""
-    stage: str | None = None  # the last stage that started
-    seconds: float = 0.0
-    report: dict[str, Any] | None = None  # report.json, when the run got that far
-
-    def one_line(self) -> str:
-        return f"{self.message}: {self.hint}" if self.hint else self.message
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)

@@ -26,8 +26,8 @@ from typing import Callable
 
 import pluggy
 
-from onnxport.records import (Backend, CommandRegistry, OptionRegistry, Pass, Publisher,
-                              Runner, StageEvent, Target)
+from onnxport.records import (Backend, CommandRegistry, Executor, OptionRegistry, Pass,
+                              Publisher, Runner, StageEvent, Target)
 
 hookspec = pluggy.HookspecMarker("onnxport")
 
@@ -115,6 +115,24 @@ def onnxport_register_publishers(register: Callable[[Publisher], None]) -> None:
         def onnxport_register_publishers(register):
             register(Publisher(name="s3", description="S3-compatible object storage",
                                schemes=("s3",), publish=upload, pull=download))
+    """
+
+
+@hookspec
+def onnxport_register_executors(register: Callable[[Executor], None]) -> None:
+    """Register where conversions can run, one `Executor` per call of `register`.
+
+    `onnxport fleet --executor NAME` (and the service) hand an executor `Job`s; it runs
+    each with `onnxport.flow.worker.run_job` (a worker process per conversion) wherever
+    it likes: a local process pool, a cluster. It reports each job's start and outcome
+    through `update`, and returns when every job has ended. Return nothing.
+
+    Example::
+
+        @hookimpl
+        def onnxport_register_executors(register):
+            register(Executor(name="slurm", description="one batch job per conversion",
+                              run=submit_and_wait, requires=Requirements(modules=("pyslurm",))))
     """
 
 

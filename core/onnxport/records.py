@@ -8,9 +8,10 @@ here imports a framework or onnx: these are plain dataclasses.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 # --------------------------------------------------------------------------- sources
 
@@ -449,3 +450,90 @@ class Option:
 class OptionRegistry(Protocol):
     def add(self, option: Option) -> None: ...
 
+
+# --------------------------------------------------------------------------- executors
+
+
+@dataclass
+class ConversionOutcome:
+    """What a conversion that ran in a worker process came to, as plain data: what a
+    fleet row, a service job and a training callback record.
+
+    `cause` says how it ended: "" (it finished: passed, or failed with an onnxport
+    error), "timeout" (killed after `timeout` seconds, in `stage`), "signal" (the process
+    died: a native abort, an out-of-memory kill), or "exit" (user code ended the process
+    without a result: `os._exit`, `sys.exit` from a thread).
+    """
+
+    passed: bool
+    exit_code: int
+    output: str | None = None  # the artifact (or DIR.failed) directory, when written
+    name: str | None = None
+    message: str = ""  # what went wrong, one line
+    hint: str | None = None  # what to do
+    cause: str = ""
+    stage: str | None = None  # the last stage that started
+    seconds: float = 0.0
+    report: dict[str, Any] | None = None  # report.json, when the run got that far
+    published: list[str] = field(default_factory=list)  # URIs the artifact went to
+    peak_rss_bytes: int | None = None  # the worker process's peak resident memory
+
+    def one_line(self) -> str:
+        return f"{self.message}: {self.hint}" if self.hint else self.message
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One conversion for an executor to run.
+
+    `request` is the conversion request as JSON (`onnxport.flow.building.
+    request_to_json`), so it can travel to another process or machine; `timeout` bounds
+    the conversion (seconds, None: no limit); `publish` lists publisher URIs the worker
+    publishes the artifact to before it removes its local copy (workers on other
+    machines share no disk). An executor runs a job with `onnxport.flow.worker.run_job`,
+    which converts in a worker process of its own.
+    """
+
+    key: str  # the job's name, unique in one run (a fleet's model name)
+    request: Mapping[str, Any]
+    timeout: float | None = None
+    publish: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """What an executor reports: a job started ("running"), or ended ("finished", with
+    its outcome)."""
+
+    key: str
+    state: str
+    outcome: ConversionOutcome | None = None
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """How the user wants jobs run: `jobs` at once (None: the executor's default),
+    `address` of a cluster (None: the executor's default), other `options` by name."""
+
+    jobs: int | None = None
+    address: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where conversions run: `run(jobs, options, update)` runs every job, calls
+    `update(JobUpdate(...))` as each starts and ends (from any thread), and returns when
+    all have ended. A job's failure is its outcome, never an exception; raise only when
+    the executor itself cannot work (an unreachable cluster: `BadInput` with what to do).
+    """
+
+    name: str
+    description: str
+    run: Callable[[Sequence[Job], ExecutorOptions, Callable[[JobUpdate], None]], None]
+    requires: Requirements = Requirements()
+    enabled: bool = True
+    disabled_reason: str = ""

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from onnxport.records import Backend, Pass, Publisher, Requirements, Runner, Target
+from onnxport.records import (Backend, Executor, Pass, Publisher, Requirements, Runner,
+                              Target)
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -23,6 +24,7 @@ KINDS: dict[str, tuple[type, str]] = {
     "onnxport_register_targets": (Target, "target"),
     "onnxport_register_passes": (Pass, "pass"),
     "onnxport_register_publishers": (Publisher, "publisher"),
+    "onnxport_register_executors": (Executor, "executor"),
 }
 
 RULES = {

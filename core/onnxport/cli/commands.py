@@ -7,7 +7,8 @@ name is refused by the same rule as two plugins clashing.
 
 from __future__ import annotations
 
-from onnxport.cli import bench, convert, diagnose, inspect, listing, publishing, verify
+from onnxport.cli import (bench, convert, diagnose, fleet, inspect, listing, publishing,
+                          verify)
 from onnxport.host import hookimpl
 
 
@@ -15,5 +16,5 @@ from onnxport.host import hookimpl
 def onnxport_register_commands(cli):
     for command in (convert.COMMAND, verify.COMMAND, inspect.COMMAND, listing.PLUGINS,
                     listing.TARGETS, publishing.PUBLISH, publishing.PULL, bench.COMMAND,
-                    diagnose.COMMAND):
+                    diagnose.COMMAND, fleet.COMMAND):
         cli.add(command)

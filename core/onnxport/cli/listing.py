@@ -13,7 +13,7 @@ from onnxport.records import Command
 from onnxport.report.formatting import table
 from onnxport.tolerance import to_json
 
-KINDS = ("backend", "runner", "target", "pass", "publisher")
+KINDS = ("backend", "runner", "target", "pass", "publisher", "executor")
 
 
 def plugin_listing(host: PluginHost) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def _run_targets(args) -> int:
 PLUGINS = Command(
     name="plugins", help="list plugins and what they provide",
     description="List every loaded plugin with its version and hooks, then every "
-    "backend, runner, target, pass and publisher with its state.",
+    "backend, runner, target, pass, publisher and executor with its state.",
     configure=_configure_plugins, run=_run_plugins)
 
 TARGETS = Command(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,11 +32,11 @@ from typing import Any, Iterable, Mapping
 
 from onnxport.artifact.committing import OutputLock, recover
 from onnxport.artifact.writing import strict_json
-from onnxport.conversion import ConversionOutcome, ConversionRequest
+from onnxport.conversion import ConversionRequest
 from onnxport.errors import ExitCode, OnnxportError
 from onnxport.flow.building import request_from_json, request_to_json
 from onnxport.host import hookimpl
-from onnxport.records import StageEvent
+from onnxport.records import ConversionOutcome, Job, StageEvent
 
 DEFAULT_TIMEOUT = 1800.0  # seconds; a large export takes minutes, a hang forever
 DEBUG_VARIABLE = "ONNXPORT_DEBUG"  # set for the worker: tracebacks on its stderr
@@ -92,13 +93,47 @@ def convert_in_worker(request: ConversionRequest, *, timeout: float | None = DEF
                     + (f" (it was in stage {stage})" if stage else ""),
             hint="a hang in the model's code or the exporter: run it alone to see where, "
                  "or give it longer with --timeout")
-    returncode = process.wait()
+    returncode, peak = _reap(process)
     if outcome is None:
         outcome = _died(returncode, stage)
     outcome.seconds = time.monotonic() - started
+    outcome.peak_rss_bytes = peak
     if outcome.cause:
         _clean_up_after(request.output)
     return outcome
+
+
+def run_job(job: Job) -> ConversionOutcome:
+    """What every executor runs for a job: the conversion in a worker process, then,
+    for a job with `publish` URIs, the artifact published there and its local copy
+    removed (on a machine that shares no disk with the caller)."""
+    request = request_from_json(job.request)
+    outcome = convert_in_worker(request, timeout=job.timeout)
+    if outcome.passed and job.publish:
+        from onnxport.artifact.publishing import publish
+        from onnxport.host import default_host
+
+        try:
+            for uri in job.publish:
+                outcome.published.append(publish(Path(outcome.output), uri,
+                                                  default_host(), {}).uri)
+        except OnnxportError as exc:
+            outcome.passed, outcome.exit_code = False, exc.exit_code
+            outcome.message = f"converted, but publishing failed: {exc.message}"
+            outcome.hint = exc.hint
+        finally:
+            shutil.rmtree(outcome.output, ignore_errors=True)
+    return outcome
+
+
+def _reap(process: subprocess.Popen) -> tuple[int, int | None]:
+    """Wait for the worker; its exit status and its peak resident memory in bytes."""
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    except ChildProcessError:  # already reaped
+        return process.wait(), None
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_maxrss * 1024  # Linux reports KiB
 
 
 def _interpreter() -> list[str]:
