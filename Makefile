@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench bench-breadth bench-peers bench-fleet clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,22 @@ test-all: setup
 # Reproduce the reference models' published figures; rewrites docs/benchmarks.md.
 bench: setup
 	$(BIN)/python benchmarks/zoo_figures.py
+
+# Real architectures no one here wrote, onnxport beside the plain hand export routes.
+# timm's metadata asks for torchvision, whose registry wheel breaks this torch: timm is
+# installed without it (its layers import torchvision only for ops these models skip).
+bench-breadth: setup
+	$(BIN)/python -m pip install --quiet --no-deps 'timm==1.0.31'
+	$(BIN)/python benchmarks/zoo_breadth.py
+
+# onnxport beside Hugging Face Optimum and Microsoft Olive, installed into their own
+# virtual environment under build/ (never into .venv).
+bench-peers: setup
+	$(BIN)/python benchmarks/peers.py --setup
+
+# A fleet three ways: a sequential convert loop, --executor local, --executor ray.
+bench-fleet: setup
+	$(BIN)/python benchmarks/fleet.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -69,7 +69,8 @@ CASES = {
     "opset above the exporter": (["convert", AUTOPILOT, "--opset", "99"], ExitCode.BAD_INPUT,
                                  "opset 99 cannot be produced by the torch backend's "
                                  "dynamo exporter: choose an opset from 18 to 23"),
-    "opset below dynamo": (["convert", AUTOPILOT, "--opset", "14"], ExitCode.BAD_INPUT,
+    "opset below dynamo": (["convert", AUTOPILOT, "--exporter", "dynamo", "--opset", "14"],
+                           ExitCode.BAD_INPUT,
                            "--exporter torchscript for older opsets"),
     "unknown exporter": (["convert", AUTOPILOT, "--exporter", "fx"], ExitCode.BAD_INPUT,
                          "choose one of: dynamo, torchscript"),

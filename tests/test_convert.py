@@ -172,7 +172,14 @@ def test_a_frozen_batch_is_caught(tmp_path):
     assert "batch 1 total: shape [2, 1] where the source gives [1, 1]" in verification.problem
     # dynamo specialises the batch; the structural check names the frozen tensors.
     with pytest.raises(VerificationFailed, match="froze the batch dimension of x"):
-        onnxport.convert(f"{MODELS}:fixed_batch", output=tmp_path / "dynamo")
+        onnxport.convert(f"{MODELS}:fixed_batch", output=tmp_path / "dynamo",
+                         exporter="dynamo")
+    # --exporter auto tries both; both fail, and the report says what dynamo did too
+    with pytest.raises(VerificationFailed) as both:
+        onnxport.convert(f"{MODELS}:fixed_batch", output=tmp_path / "auto", latency_runs=0)
+    warnings = both.value.result.artifacts[0].warnings
+    assert any("dynamo exporter made a model that failed verification" in w
+               for w in warnings), warnings
     static = onnxport.convert(f"{MODELS}:fixed_batch", output=tmp_path / "static",
                               dynamic_batch=False, latency_runs=0)
     assert static.passed

@@ -163,7 +163,7 @@ def test_int8_on_a_sensitive_layer_is_diagnosed_to_that_layer(host, tmp_path, ca
     assert diagnosis["stage"] == "int8" and first["node"]["op_type"] == "MatMul"
     # the node INT8 broke is fc2's MatMul (the exporter recorded the module on the node):
     # fc1 before it quantized within budget.
-    fp32 = kept / "edge-int8" / "broken_models.onnx"
+    fp32 = kept / "edge-int8" / "sensitive_mlp.onnx"
     assert scopes_of(fp32, first["node"]["name"]) == ["", "fc2"]
     passed = [f["node"]["name"] for f in diagnosis["findings"] if f["passed"]]
     assert any("fc1" in scopes_of(fp32, name) for name in passed)
@@ -255,7 +255,7 @@ def test_what_diagnose_cannot_compare_is_said(cli, tmp_path):
     model = tmp_path / "m.onnx"
     assert cli("convert", f"{MODELS}:two_heads", "-o", tmp_path / "a",
                "--latency-runs", "0").code == 0
-    model.write_bytes((tmp_path / "a" / "cpu" / "models.onnx").read_bytes())
+    model.write_bytes((tmp_path / "a" / "cpu" / "two_heads.onnx").read_bytes())
     alone = cli("diagnose", model)
     assert alone.code == ExitCode.BAD_INPUT and "--reference" in alone.err
     same = cli("diagnose", model, "--reference", model)
@@ -263,6 +263,7 @@ def test_what_diagnose_cannot_compare_is_said(cli, tmp_path):
     assert cli("diagnose", tmp_path / "a", "--target", "gpu").code == ExitCode.BAD_INPUT
     # a frozen batch fails a structural check: there are no numbers to trace
     frozen = cli("convert", f"{MODELS}:fixed_batch", "-o", tmp_path / "fb", "--diagnose",
+                 "--exporter", "dynamo",
                  "--latency-runs", "0")
     assert frozen.code == ExitCode.VERIFICATION_FAILED
     assert "failed a check before any output was compared" in frozen.out

@@ -38,7 +38,7 @@ def test_an_operator_no_exporter_has_is_named_with_its_line(tmp_path):
 
 
 def test_an_operator_the_other_exporter_has_says_which(tmp_path):
-    message = export_error(tmp_path, "randomised_relu")
+    message = export_error(tmp_path, "randomised_relu", exporter="dynamo")
     assert "aten::rrelu_with_noise_functional" in message
     assert "(via `return F.rrelu(" in message  # the torch call the model made
     assert "the TorchScript exporter has aten::rrelu (from opset 9): convert with " \
@@ -50,6 +50,26 @@ def test_an_operator_the_other_exporter_has_says_which(tmp_path):
     assert "aten::erfc has no ONNX translation in the torchscript exporter at opset" \
         in message
     assert "the dynamo exporter has it: convert with --exporter dynamo" in message
+
+
+def test_exporter_auto_falls_back_to_the_route_that_works_and_says_so(cli, tmp_path):
+    """The default route (dynamo) has no translation for RReLU; with the default
+    --exporter auto the TorchScript route ships, and the report says why."""
+    out = tmp_path / "out"
+    done = cli("convert", f"{BROKEN}:randomised_relu", "-o", out, "--latency-runs", "0")
+    assert done.code == 0, done.err
+    assert "export: the dynamo exporter failed (the operator aten::rrelu" in \
+        " ".join(done.out.split())
+    import json
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["export"]["exporter"] == "torchscript"
+    routes = report["export"]["details"]["routes"]
+    assert [r["exporter"] for r in routes] == ["dynamo", "torchscript"]
+    assert routes[0]["failed"] == "export" and routes[1]["shipped"] == "yes"
+    manifest = json.loads((out / "cpu" / "manifest.json").read_text())
+    assert manifest["source"]["exporter"] == "torchscript"
+    assert manifest["source"]["routes"][0]["exporter"] == "dynamo"
 
 
 def test_an_operator_a_later_opset_has_names_that_opset(cli, tmp_path):

@@ -2,8 +2,9 @@
 
 A `LoadedModel` of this backend records its calling convention in `details`, as plain
 JSON (it goes into the manifest): for a Keras model, the structure its inputs take
-("tensor", "list" or "dict" with `input_keys`) and the structure of its result ("tensor",
-"list" or "dict" with `output_keys`); for a SavedModel, the signature and its keys. The
+("tensor", "list", "dict" with `input_keys`, or "arguments": passed by name to call()'s
+arguments `input_keys`) and the structure of its result ("tensor", "list" or "dict" with
+`output_keys`); for a SavedModel, the signature and its keys. The
 exporter's tf.function, the keras runner and the TFLite backend all call through here,
 so they feed and read the model identically.
 """
@@ -16,6 +17,7 @@ from onnxport.records import LoadedModel
 
 SAVED_MODEL = "saved_model"
 KERAS = "keras"
+ARGUMENTS = "arguments"  # model(x=..., y=...): a dict whose keys are call()'s arguments
 
 
 def call_flat(loaded: LoadedModel, tensors: Sequence[Any]) -> list[Any]:
@@ -24,15 +26,22 @@ def call_flat(loaded: LoadedModel, tensors: Sequence[Any]) -> list[Any]:
         signature = loaded.model.signatures[details["signature"]]
         result = signature(**dict(zip(details["input_keys"], tensors)))
         return [result[key] for key in details["output_keys"]]
-    structure = details["input_structure"]
+    result = call_keras(loaded.model, details["input_structure"], details["input_keys"],
+                        tensors)
+    return flatten_result(result, details["output_structure"], details["output_keys"])
+
+
+def call_keras(model, structure: str, keys: Sequence[str], tensors: Sequence[Any]):
+    """`model(..., training=False)` with the inputs in the structure the model takes."""
+    if structure == ARGUMENTS:
+        return model(**dict(zip(keys, tensors)), training=False)
     if structure == "tensor":
         inputs: Any = tensors[0]
     elif structure == "dict":
-        inputs = dict(zip(details["input_keys"], tensors))
+        inputs = dict(zip(keys, tensors))
     else:
         inputs = list(tensors)
-    result = loaded.model(inputs, training=False)
-    return flatten_result(result, details["output_structure"], details["output_keys"])
+    return model(inputs, training=False)
 
 
 def flatten_result(result: Any, structure: str, keys: Sequence[str] | None) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Keras (or SavedModel) to ONNX with tf2onnx's `from_function`.
+"""Keras (or SavedModel) to ONNX with tf2onnx, the way its `from_function` does it.
 
 The model is wrapped in a `tf.function` with an explicit input signature (batch axis
 None when the batch is dynamic) that calls it with `training=False` and returns a dict;
@@ -7,6 +7,15 @@ missing `output_names`). Recurrent layers are traced with `use_cudnn=False` and 
 hidden, so an LSTM becomes an ONNX `LSTM`, never `CudnnRNNV3`. tf2onnx's placeholder
 names are then replaced by the user's, the graph is checked for ops tf2onnx left
 unconverted (it only logs them), and the model is written as one file.
+
+`tf2onnx.convert.from_function` itself is not called: it makes every non-resource input
+of the traced function a graph input, including the constants the function captures
+(keras.applications EfficientNet's `Normalization` mean and variance became ONNX inputs
+`.../normalization_1/Sub/y:0`). `convert_function` does its steps with the signature's
+inputs only (the filter `from_keras` applies), and between freezing and conversion it
+lets TensorFlow inline the nested XLA functions Keras 3 compiles grouped convolutions
+into, which tf2onnx would leave as `StatefulPartitionedCall`. `Erfc` (exact GELU) is
+converted as 1 - Erf.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ import contextlib
 import logging
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
 
 from onnxport.errors import ExportFailed
 from onnxport.records import ExportRequest, ExportResult, LoadedModel
@@ -45,8 +56,7 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
     with no_cudnn(loaded), captured_tf2onnx_log() as log, numpy2_aliases(), \
             tf.device("/cpu:0"):
         try:
-            model_proto, _ = tf2onnx.convert.from_function(function, input_signature=specs,
-                                                           opset=opset)
+            model_proto = convert_function(function, specs, opset)
         except ExportFailed:
             raise
         except Exception as exc:
@@ -55,7 +65,7 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
                                "run with --debug for the full error") from exc
     missing = unsupported_ops(model_proto, opset)
     if missing:
-        raise _unsupported(missing, opset)
+        raise _unsupported(missing, opset, model_proto, loaded)
     rename_interface(model_proto,
                      inputs={s.name: n for s, n in zip(specs, loaded.input_names)},
                      outputs=dict(zip(placeholders_out, loaded.output_names)))
@@ -78,6 +88,92 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
         details={"tf2onnx": tf2onnx.__version__, "tensorflow": tf.__version__,
                  "dynamic_batch": request.dynamic_batch, "external_data": bool(external),
                  "ops": dict(sorted(op_histogram(model_proto).items()))})
+
+
+def convert_function(function, specs: list, opset: int):
+    """tf2onnx's `from_function(function, input_signature=specs, opset=opset)`, with three
+    differences: only the signature's inputs become graph inputs (not the constants the
+    function captures), nested XLA-compiled function calls are inlined before conversion,
+    and TensorFlow ops tf2onnx has no handler for but onnxport has (`CUSTOM_OPS`) are
+    converted. Returns the ONNX ModelProto."""
+    tf = import_tensorflow()
+    tf2onnx = import_tf2onnx()
+    from tf2onnx import tf_loader
+
+    concrete = function.get_concrete_function(*specs)
+    captured = {t.name for t in concrete.graph.internal_captures}
+    input_names = [t.name for t in concrete.inputs
+                   if t.dtype != tf.dtypes.resource and t.name not in captured]
+    if len(input_names) != len(specs):  # the signature's own placeholders come first
+        input_names = [t.name for t in concrete.inputs[:len(specs)]]
+    output_names = [t.name for t in concrete.outputs if t.dtype != tf.dtypes.resource]
+    renames = tf2onnx.convert.tensor_names_from_structed(concrete, input_names,
+                                                         output_names)
+    frozen = tf_loader.from_function(concrete, input_names, output_names)
+    allow_inlining(frozen)
+    # from_graph_def runs TensorFlow's graph optimizer (grappler) again, which inlines
+    # the calls allow_inlining unmarked, then converts like from_function
+    model_proto, _ = tf2onnx.convert.from_graph_def(
+        frozen, name=concrete.name, input_names=input_names, output_names=output_names,
+        opset=opset, custom_op_handlers=custom_op_handlers(), tensors_to_rename=renames)
+    return model_proto
+
+
+_CALL_OPS = ("StatefulPartitionedCall", "PartitionedCall")
+_NO_INLINE = ("_XlaMustCompile", "_noinline")
+
+
+def allow_inlining(graph_def) -> int:
+    """Unmark the function calls TensorFlow's optimizer refuses to inline: Keras 3 runs a
+    grouped convolution (Conv2D with groups > 1, e.g. ConvNeXt's depthwise 7x7) and a 3D
+    channels-first convolution as `tf.function(jit_compile=True)` on the CPU, whose call
+    carries `_XlaMustCompile` and whose function `_noinline`. Inlined, the call becomes
+    the plain op inside it (Conv2D, whose `group` tf2onnx derives from the shapes).
+    Returns how many call nodes were unmarked."""
+    count = 0
+    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    for node in nodes:
+        if node.op in _CALL_OPS and any(node.attr[a].b for a in _NO_INLINE
+                                        if a in node.attr):
+            for attr in _NO_INLINE:
+                if attr in node.attr:
+                    node.attr[attr].b = False
+            count += 1
+    for function in graph_def.library.function:
+        for attr in _NO_INLINE:
+            if attr in function.attr:
+                function.attr[attr].b = False
+    return count
+
+
+def custom_op_handlers() -> dict:
+    """TensorFlow ops tf2onnx 1.17 cannot convert at any opset, as ONNX ops (tf2onnx's
+    per-conversion `custom_op_handlers`, so nothing is registered globally)."""
+    return {op: (handler, []) for op, (handler, _) in CUSTOM_OPS.items()}
+
+
+def _erfc(ctx, node, name, args):
+    """erfc(x) = 1 - erf(x). TensorFlow's exact GELU (`tf.nn.gelu(approximate=False)`,
+    Keras 3's `gelu` default) is 0.5 * x * erfc(-x / sqrt(2)) in TensorFlow 2.21 (older
+    versions used erf); ONNX has Erf but no Erfc (and Gelu only from opset 20). The
+    absolute error is at most float32's spacing below 1 (6e-8); erfc(x) < 3e-8 (x ≳ 4)
+    becomes 0."""
+    from tf2onnx import utils
+
+    source = node.input[0]
+    dtype = ctx.get_dtype(source)
+    erf = ctx.make_node("Erf", [source], op_name_scope=node.name,
+                        shapes=[ctx.get_shape(source)], dtypes=[dtype])
+    one = ctx.make_const(utils.make_name(f"{node.name}_one"),
+                         np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype)))
+    node.type = "Sub"
+    ctx.replace_inputs(node, [one.output[0], erf.output[0]])
+
+
+# op -> (handler, what the docs say it becomes); docs/keras.md has the same table
+CUSTOM_OPS = {
+    "Erfc": (_erfc, "Sub(1, Erf(x))"),
+}
 
 
 def input_signature(loaded: LoadedModel, dynamic_batch: bool, tf) -> list:
@@ -120,8 +216,22 @@ def _layers(model) -> list:
         return list(getattr(model, "layers", []))
 
 
-def _unsupported(ops, opset: int) -> ExportFailed:
+def _unsupported(ops, opset: int, model_proto=None, loaded=None) -> ExportFailed:
     listed = ", ".join(f"{op} (x{n})" if n > 1 else op for op, n in sorted(ops.items()))
+    calls = [op for op in ops if op in _CALL_OPS]
+    if calls and model_proto is not None:
+        layers = _layers_calling(model_proto, loaded)
+        where = (f" in {', '.join(layers[:4])}" + (f" (+{len(layers) - 4} more)"
+                                                    if len(layers) > 4 else "")
+                 if layers else "")
+        return ExportFailed(
+            f"the traced graph still holds {listed}{where}: nested tf.function calls "
+            "TensorFlow would not inline (Keras 3 runs grouped and 3D channels-first "
+            "convolutions as XLA-compiled functions, jit_compile=True), and tf2onnx has "
+            "no conversion for a function call",
+            "report it with the layer types above; as a workaround, build the layer "
+            "without that path (e.g. DepthwiseConv2D instead of Conv2D with groups equal "
+            "to the channels)")
     if any(op.startswith("CudnnRNN") for op in ops):
         return ExportFailed(
             f"the traced graph holds {listed}, a GPU-only recurrent kernel tf2onnx cannot "
@@ -133,6 +243,26 @@ def _unsupported(ops, opset: int) -> ExportFailed:
         f"{listed}",
         f"replace them in the model with supported ops (see {SUPPORT_TABLE}), or try "
         "another --opset")
+
+
+def _layers_calling(model_proto, loaded) -> list[str]:
+    """`name (Class)` of the Keras layers whose scope holds an unconverted function
+    call, from the node names tf2onnx keeps (`model_1/layer_1/StatefulPartitionedCall`)."""
+    scopes = []
+    for node in model_proto.graph.node:
+        if node.op_type in _CALL_OPS:
+            scopes.extend(part.rsplit("_", 1)[0] if part.rsplit("_", 1)[-1].isdigit()
+                          else part for part in node.name.split("/")[:-1])
+    by_name = {layer.name: layer for layer in _layers(loaded.model)} if loaded else {}
+    found = []
+    for scope in dict.fromkeys(scopes):
+        layer = by_name.get(scope)
+        if layer is None:
+            continue
+        groups = getattr(layer, "groups", 1)
+        extra = f", groups={groups}" if groups and groups != 1 else ""
+        found.append(f"{scope} ({type(layer).__name__}{extra})")
+    return found
 
 
 def _warnings(records: list[logging.LogRecord]) -> list[str]:

@@ -9,7 +9,10 @@ Python code) and its `serving_default` signature is the model.
 Names are the model's own: for a Functional or Sequential model its Input names (or the
 keys of a dict of inputs) and its output layer names (or the keys of a dict it returns);
 for a SavedModel its signature's keys; for a subclassed model the keys of the example
-dict, else `call()`'s argument name (one input) or input_0, input_1, ...
+dict, else `call()`'s argument name (one input) or input_0, input_1, ... A subclassed
+model's example dict whose keys all name `call()` arguments (`{"x": array}` for
+`call(self, x)`) is passed by name, `model(x=array)`; any other dict is passed whole,
+as the model's one input.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import numpy as np
 from onnxport.errors import BadInput
 from onnxport.records import InputSpec, LoadedModel, LoadRequest
 
-from .calling import KERAS, SAVED_MODEL, call_flat, flatten_result, result_structure
+from .calling import (ARGUMENTS, KERAS, SAVED_MODEL, call_flat, call_keras,
+                      flatten_result, result_structure)
 from .customobjects import as_references, resolve_custom_objects
 from .detect import LEGACY_SUFFIXES, is_keras_model
 from .tfenv import import_keras, import_tensorflow
@@ -224,10 +228,17 @@ def _input_plan(model, example: Any, specs: tuple[InputSpec, ...]) -> dict[str, 
                 "return (model, example_inputs) from the factory, or pass --input "
                 "NAME:SHAPE for each input")
         if example is None:
-            structure = "tensor" if len(specs) == 1 else "dict"
             keys = names = [s.name for s in specs]
+            arguments = _call_arguments(model)
+            structure = ("tensor" if len(specs) == 1 else
+                         ARGUMENTS if all(k in arguments for k in keys) else "dict")
         elif isinstance(example, dict):
-            structure, keys = "dict", [str(k) for k in example]
+            keys = [str(k) for k in example]
+            arguments = _call_arguments(model)
+            # keys that all name call()'s arguments are passed by name, model(x=...);
+            # other keys make one dict, model({"a": ..., "b": ...})
+            structure = ARGUMENTS if keys and all(k in arguments for k in keys) \
+                else "dict"
             names = keys
             by_name = dict(zip(keys, example.values()))
         elif isinstance(example, (list, tuple)):
@@ -342,11 +353,8 @@ def _batched(arrays: list[np.ndarray], names: list[str], batch: int) -> list[np.
 
 def _dry_run(model, plan: dict[str, Any], arrays: list[np.ndarray]):
     """Run the model once: inputs that do not fit fail here, with a clear message."""
-    structure = plan["structure"]
-    inputs: Any = (arrays[0] if structure == "tensor" else
-                   dict(zip(plan["keys"], arrays)) if structure == "dict" else list(arrays))
     try:
-        return model(inputs, training=False)
+        return call_keras(model, plan["structure"], plan["keys"], arrays)
     except Exception as exc:
         raise _rejects(f"{type(model).__name__} '{model.name}'", plan["names"], arrays,
                        exc) from exc
@@ -433,6 +441,20 @@ def _call_argument(model) -> str:
     except (TypeError, ValueError):
         parameters = []
     return parameters[0].name if parameters else "input"
+
+
+_NOT_INPUTS = ("training", "mask")  # call() arguments Keras itself passes
+
+
+def _call_arguments(model) -> list[str]:
+    """call()'s arguments that can take an input by name (not training or mask)."""
+    try:
+        parameters = inspect.signature(model.call).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name not in _NOT_INPUTS]
 
 
 def _as_array(name: str, value: Any) -> np.ndarray:

@@ -7,6 +7,7 @@ ones keep their weights in external data beside the model, listed in the result.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import re
@@ -17,6 +18,8 @@ import torch
 
 from onnxport.errors import BadInput, ExportFailed
 from onnxport.records import ExportRequest, ExportResult, LoadedModel
+
+from .binding import KEYWORD, binding_of
 
 PROTOBUF_LIMIT = 2 * 1024**3
 _HEADROOM = 0.9  # graph structure and constants also count against the 2 GB
@@ -30,6 +33,8 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
         raise BadInput("a .pt2 ExportedProgram can only be exported with the dynamo "
                        "exporter", "drop --exporter torchscript")
     args = tuple(torch.from_numpy(loaded.example_inputs[n]) for n in loaded.input_names)
+    binding, arguments = binding_of(loaded)
+    by_name = binding == KEYWORD and not is_program
     path = Path(request.output_path)
     external = request.external_data
     if external is None:
@@ -40,17 +45,20 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
         warnings.simplefilter("always")
         try:
             if exporter == "dynamo":
-                _export_dynamo(model, args, path, loaded, request, is_program, external)
+                kwargs = dict(zip(arguments, args)) if by_name else None
+                _export_dynamo(model, () if by_name else args, kwargs, path, loaded,
+                               request, is_program, external)
             else:
-                _export_torchscript(model, args, path, loaded, request, external)
+                with _forward_by_name(model, arguments) if by_name \
+                        else contextlib.nullcontext():
+                    _export_torchscript(model, args, path, loaded, request, external)
         except (BadInput, ExportFailed):
             raise
         except Exception as exc:
             raise translate_export_error(exc, exporter, request.opset) from exc
-    import onnx
-
-    opset = next((o.version for o in onnx.load(str(path), load_external_data=False)
-                  .opset_import if o.domain in ("", "ai.onnx")), 0)
+    written = _inputs_in_order(path, loaded.input_names)
+    opset = next((o.version for o in written.opset_import
+                  if o.domain in ("", "ai.onnx")), 0)
     side_files = sorted(p for p in path.parent.iterdir() if p != path and p.is_file())
     return ExportResult(
         path=path, exporter=exporter, opset=opset, files=side_files,
@@ -59,14 +67,19 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
                  "dynamic_batch": request.dynamic_batch})
 
 
-def _export_dynamo(model, args, path: Path, loaded: LoadedModel, request: ExportRequest,
-                   is_program: bool, external: bool) -> None:
+def _export_dynamo(model, args, kwargs, path: Path, loaded: LoadedModel,
+                   request: ExportRequest, is_program: bool, external: bool) -> None:
+    """`kwargs` (forward()'s argument name -> tensor, in the ONNX input order) when the
+    inputs are passed by name: torch.export keeps the dict's order, and each ONNX input
+    feeds the parameter of its name."""
     dynamic_shapes = None
     if request.dynamic_batch and not is_program:
         batch = torch.export.Dim("batch", min=1, max=1 << 20)
-        dynamic_shapes = tuple({0: batch} for _ in args)
+        dynamic_shapes = (_keyword_dynamic_shapes(model, kwargs, batch) if kwargs
+                          else tuple({0: batch} for _ in args))
     program = torch.onnx.export(
-        model, args, dynamo=True, verbose=False, input_names=loaded.input_names,
+        model, args, kwargs=kwargs, dynamo=True, verbose=False,
+        input_names=loaded.input_names,
         output_names=loaded.output_names, opset_version=request.opset,
         dynamic_shapes=dynamic_shapes, optimize=True, verify=False)
     program.save(str(path), external_data=external)
@@ -88,6 +101,76 @@ def _export_torchscript(model, args, path: Path, loaded: LoadedModel,
         onnx.save_model(onnx.load(str(path)), str(path), save_as_external_data=True,
                         all_tensors_to_one_file=True, location=path.name + ".data",
                         size_threshold=1024)
+
+
+def _keyword_dynamic_shapes(model, kwargs: dict, batch) -> dict:
+    """dynamic_shapes for inputs passed by name, shaped as torch.export binds them to
+    forward(): a named parameter by its name, the ones **kwargs collects under its
+    name."""
+    signature = inspect.signature(model.forward)
+    shapes: dict = {}
+    for name, value in signature.bind(**kwargs).arguments.items():
+        if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            shapes[name] = {key: {0: batch} for key in value}
+        else:
+            shapes[name] = {0: batch}
+    return shapes
+
+
+_UNSET = object()
+
+
+@contextlib.contextmanager
+def _forward_by_name(model, arguments: list[str]):
+    """For the TorchScript exporter only: while it traces, forward() takes the inputs by
+    position, in the ONNX input order, and hands them on by name.
+
+    Its own `kwargs=` is not enough: it binds them to forward()'s named parameters in the
+    signature's order (not the dict's, so positional input names would be wrong), drops
+    a key only **kwargs takes, and passes every other parameter's default into the trace,
+    where a Python number becomes a tensor input (GPT-2's `logits_to_keep=0` turns into
+    an ONNX input and changes the logits' shape). The instance attribute is removed
+    afterwards; the model's class is not touched, so its module scopes (node names) stay
+    the same."""
+    own = model.__dict__.get("forward", _UNSET)
+    original = model.forward
+
+    def forward(*tensors):
+        return original(**dict(zip(arguments, tensors)))
+
+    model.forward = forward
+    try:
+        yield
+    finally:
+        if own is _UNSET:
+            del model.forward
+        else:
+            model.forward = own
+
+
+def _inputs_in_order(path: Path, names: list[str]):
+    """The written model (weights not loaded), its graph inputs put in `names`' order if
+    the exporter wrote the same inputs in another order (only then is the file
+    rewritten)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inputs = list(model.graph.input)
+    initializers = {t.name for t in model.graph.initializer}
+    found = [i.name for i in inputs if i.name not in initializers]
+    if found == list(names) or sorted(found) != sorted(names):
+        return model
+    by_name = {i.name: i for i in inputs}
+    ordered = [by_name[n] for n in names] + [i for i in inputs if i.name in initializers]
+    copies = []
+    for value in ordered:
+        copy = onnx.ValueInfoProto()
+        copy.CopyFrom(value)
+        copies.append(copy)
+    del model.graph.input[:]
+    model.graph.input.extend(copies)
+    onnx.save_model(model, str(path))
+    return model
 
 
 def translate_export_error(exc: Exception, exporter: str, opset: int | None) -> Exception:

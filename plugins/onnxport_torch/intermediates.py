@@ -30,6 +30,8 @@ import torch
 from onnxport.records import Intermediate
 from onnxport.records import LoadedModel
 
+from .binding import binding_of, call
+
 NAME_SCOPES = "pkg.torch.onnx.name_scopes"
 CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
 _CALL_SUFFIX = re.compile(r"^(?P<name>.+)_(?P<call>\d+)$")
@@ -97,8 +99,9 @@ def _run_with_hooks(module: torch.nn.Module, loaded: LoadedModel,
     module.eval()
     try:
         args = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in loaded.input_names]
+        binding, arguments = binding_of(loaded)
         with torch.inference_mode():
-            module(*args)
+            call(module, args, arguments, binding)
     finally:
         for handle in handles:
             handle.remove()

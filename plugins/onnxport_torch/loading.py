@@ -6,7 +6,6 @@ pickled whole model needs the user's explicit `--trust-code`.
 
 from __future__ import annotations
 
-import inspect
 import pickle
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from onnxport.errors import BadInput
 from onnxport.records import InputSpec, LoadedModel, LoadRequest
 
+from .binding import KEYWORD, POSITIONAL, Signature, call, signature_of
 from .outputs import flatten_outputs, output_keys
 
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -41,19 +41,21 @@ def load(request: LoadRequest) -> LoadedModel:
             args, kwargs = model.example_inputs or ((), {})
             example = {**dict(zip(_program_input_names(model), args)), **kwargs}
         callable_model = model.module()
-        parameters = _program_input_names(model)
+        # the program's flat inputs, always passed by position
+        signature = Signature(tuple(_program_input_names(model)))
+        by_name = False
         class_name = "ExportedProgram"
     else:
         if source.weights is not None:
             apply_weights(model, source.weights)
         model.eval()
         callable_model = model
-        parameters, open_ended = forward_parameters(model)
-        if open_ended:
-            parameters = None
+        signature = signature_of(model)
+        by_name = True
         class_name = type(model).__name__
-    names, tensors = example_tensors(example, request.inputs, parameters, class_name)
-    outputs = _dry_run(callable_model, tensors, names, class_name)
+    names, tensors, binding = example_tensors(example, request.inputs, signature,
+                                              class_name, by_name=by_name)
+    outputs = _dry_run(callable_model, tensors, names, class_name, binding)
     output_names = _output_names(outputs, request.output_names)
     input_names = _renamed(names, request.input_names)
     if request.dynamic_batch:
@@ -68,7 +70,7 @@ def load(request: LoadRequest) -> LoadedModel:
         example_inputs={n: t.detach().cpu().numpy() for n, t in zip(input_names, tensors)},
         description=class_name,
         details={"parameters": sum(p.numel() for p in model.parameters()),
-                 "forward_arguments": names},
+                 "forward_arguments": names, "binding": binding},
     )
 
 
@@ -182,63 +184,66 @@ def _state_dict_in(obj: Any) -> dict[str, torch.Tensor] | None:
 
 def forward_parameters(model: torch.nn.Module) -> tuple[list[str], bool]:
     """forward()'s argument names, and whether it also takes *args or **kwargs."""
-    signature = inspect.signature(model.forward)
-    names, open_ended = [], False
-    for parameter in signature.parameters.values():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            open_ended = True
-        else:
-            names.append(parameter.name)
-    return names, open_ended
+    signature = signature_of(model)
+    return list(signature.names), signature.var_positional or signature.var_keyword
 
 
-def example_tensors(example: Any, specs: tuple[InputSpec, ...],
-                    parameters: list[str] | None,
-                    class_name: str) -> tuple[list[str], list[torch.Tensor]]:
-    """Example inputs as (names, tensors) in forward()'s order.
+def example_tensors(example: Any, specs: tuple[InputSpec, ...], signature: Signature,
+                    class_name: str, *, by_name: bool = True
+                    ) -> tuple[list[str], list[torch.Tensor], str]:
+    """Example inputs as (names, tensors, binding).
 
-    Dict keys and `--input` names must be forward() arguments; a tuple takes forward()'s
-    names by position. `--input` shapes replace the example's.
+    A tuple takes forward()'s names by position and is passed by position. A dict (or
+    `--input` specs) is passed by name (binding "keyword", unless `by_name` is False):
+    its keys must be forward() arguments, or anything if forward() takes **kwargs. The
+    inputs are in forward()'s order, or in the dict's order when forward() takes
+    **kwargs. `--input` shapes replace the example's.
     """
-    signature = f"{class_name}.forward({', '.join(parameters or ['...'])})"
-    by_name: dict[str, Any] = {}
+    parameters = list(signature.names)
+    described = signature.describe(class_name)
+    by_name_inputs: dict[str, Any] = {}
+    binding = KEYWORD if by_name else POSITIONAL
     if example is None:
         if not specs:
             raise BadInput(
                 "no example inputs to trace the model with",
                 "return (model, example_inputs) from the factory, or pass "
-                "--input NAME:SHAPE for each argument of " + signature)
+                "--input NAME:SHAPE for each argument of " + described)
     elif isinstance(example, dict):
-        by_name = dict(example)
+        by_name_inputs = {str(k): v for k, v in example.items()}
     else:
         values = list(example) if isinstance(example, (tuple, list)) else [example]
-        if parameters is not None and len(values) > len(parameters):
-            raise BadInput(f"{len(values)} example inputs given, but {signature} takes "
+        if not signature.var_positional and len(values) > len(parameters):
+            raise BadInput(f"{len(values)} example inputs given, but {described} takes "
                            f"{len(parameters)}")
-        names = parameters[:len(values)] if parameters is not None else [
-            f"input_{i}" for i in range(len(values))]
-        by_name = dict(zip(names, values))
+        names = parameters[:len(values)] + [f"input_{i}" for i in
+                                            range(len(parameters), len(values))]
+        by_name_inputs = dict(zip(names, values))
+        binding = POSITIONAL
     for spec in specs:
-        by_name[spec.name] = _tensor_for_spec(spec)
-    if parameters is not None:
-        unknown = [n for n in by_name if n not in parameters]
-        if unknown:
-            raise BadInput(f"input {unknown[0]!r} is not an argument of {signature}",
-                           f"name the inputs after forward()'s arguments: "
-                           f"{', '.join(parameters)}; rename them with --input-names")
-        names = [n for n in parameters if n in by_name]
+        if binding == POSITIONAL and by_name and spec.name not in by_name_inputs:
+            binding = KEYWORD  # an argument the tuple did not give: pass them all by name
+        by_name_inputs[spec.name] = _tensor_for_spec(spec)
+    open_ended = signature.var_keyword if binding == KEYWORD else signature.var_positional
+    unknown = [n for n in by_name_inputs if n not in parameters]
+    if unknown and not open_ended:
+        raise BadInput(f"input {unknown[0]!r} is not an argument of {described}",
+                       f"name the inputs after forward()'s arguments: "
+                       f"{', '.join(parameters)}; rename them with --input-names")
+    if unknown or (binding == KEYWORD and signature.var_keyword):
+        names = list(by_name_inputs)  # forward(**kwargs): the order the user gave
     else:
-        names = list(by_name)
+        names = [n for n in parameters if n in by_name_inputs]
     tensors = []
     for name in names:
-        value = by_name[name]
+        value = by_name_inputs[name]
         if isinstance(value, np.ndarray):
             value = torch.from_numpy(value)
         if not isinstance(value, torch.Tensor):
             raise BadInput(f"example input {name!r} is a {type(value).__name__}; "
                            "onnxport exports tensor inputs only")
         tensors.append(value)
-    return names, tensors
+    return names, tensors, binding
 
 
 def _tensor_for_spec(spec: InputSpec) -> torch.Tensor:
@@ -249,11 +254,12 @@ def _tensor_for_spec(spec: InputSpec) -> torch.Tensor:
     return torch.randint(0, 10, spec.shape, generator=generator).to(dtype)
 
 
-def _dry_run(model, tensors: list[torch.Tensor], names: list[str], class_name: str):
+def _dry_run(model, tensors: list[torch.Tensor], names: list[str], class_name: str,
+             binding: str = POSITIONAL):
     """Run the model once: a spec that does not fit fails here, with a clear message."""
     try:
         with torch.inference_mode():
-            return model(*tensors)
+            return call(model, tensors, names, binding)
     except Exception as exc:
         shapes = ", ".join(f"{n} {str(t.dtype).removeprefix('torch.')}{list(t.shape)}"
                            for n, t in zip(names, tensors))

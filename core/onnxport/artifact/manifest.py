@@ -39,6 +39,7 @@ def describe_source(request: ConversionRequest, loaded: LoadedModel,
         "backend": loaded.backend,
         "description": loaded.description,
         "exporter": exported.exporter,
+        "routes": exported.details.get("routes", []),
         "load_options": {k: v for k, v in request.backend_options.items()
                          if k in RECORDED_LOAD_OPTIONS},
         "details": loaded.details,

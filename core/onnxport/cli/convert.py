@@ -45,8 +45,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--enable", action="append", default=[], metavar="NAME",
                    help="turn on a backend, pass or target that is disabled by default "
                    "(e.g. tflite; `onnxport plugins` says why each is off)")
-    p.add_argument("--exporter", metavar="NAME", help="exporter variant of the backend, "
-                   "e.g. dynamo (default) or torchscript for torch")
+    p.add_argument("--exporter", metavar="NAME",
+                   help="auto (default): the backend's exporters in turn (torch: dynamo, "
+                   "then torchscript) until one exports a model that verifies, and the "
+                   "report says why the others did not; or one exporter alone")
     p.add_argument("--opset", type=int, metavar="N", help="ONNX opset to produce "
                    "(default: the exporter's)")
     p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",

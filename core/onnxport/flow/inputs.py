@@ -46,6 +46,31 @@ def parse_range(text: str) -> tuple[str, tuple[float, float]]:
     return name or "*", (low, high)
 
 
+def example_ranges(examples: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+    """Ranges for the integer inputs, from the example inputs the user gave: token ids
+    stay within the ids the example uses, and an input whose examples are all one value
+    (an attention mask of ones, token types of zeros) keeps that value, so a random
+    draw never masks a whole row or picks an id past the vocabulary."""
+    ranges = {}
+    for name, value in examples.items():
+        array = np.asarray(value)
+        if array.size and array.dtype.kind in "iu":
+            ranges[name] = (float(array.min()), float(array.max()) + 1)
+    return ranges
+
+
+def with_example_ranges(settings, examples: Mapping[str, np.ndarray]):
+    """`settings` with integer inputs' ranges from the examples, where the user gave
+    none for that input by name (a range for every input, `*`, is for the floats)."""
+    import dataclasses
+
+    derived = {k: v for k, v in example_ranges(examples).items()
+               if k not in settings.input_ranges}
+    if not derived:
+        return settings
+    return dataclasses.replace(settings, input_ranges={**settings.input_ranges, **derived})
+
+
 def random_inputs(
     inputs: Sequence[TensorInfo],
     batch: int | None,

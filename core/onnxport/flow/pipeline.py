@@ -3,6 +3,7 @@ verify against the source framework, and write the artifact only if it all passe
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from onnxport.conversion import (ConversionRequest, ConversionResult, StageResul
 from onnxport.errors import (BadInput, Crashed, ExportFailed, OnnxportError,
                              VerificationFailed, environment_problem)
 from onnxport.flow.config import configured
+from onnxport.flow.inputs import with_example_ranges
 from onnxport.flow.sources import pick_backend, resolve_source
 from onnxport.flow.targets import ResolvedTarget, fallback_note, resolve_targets
 from onnxport.flow.verification import Reference, verify_candidate
@@ -58,15 +60,15 @@ def _run_locked(request: ConversionRequest, host: PluginHost,
         source = resolve_source(request.source)
         backend = pick_backend(host, source, request.backend)
         resolved = resolve_targets(host, request.targets, request.pass_options)
-        exporter, opset = _check_export_choice(backend, [r.target for r in resolved],
-                                               request)
+        routes = _export_routes(backend, [r.target for r in resolved], request)
         loaded = _load(backend, request, source)
+    request = dataclasses.replace(request, verification=with_example_ranges(
+        request.verification, loaded.example_inputs))
     name = request.name or default_name(source, loaded)
     staging = Staging(output)
     try:
         artifacts, exported = _export_and_verify(
-            host, request, backend, loaded, resolved, staging.path, name, exporter,
-            opset, timings)
+            host, request, backend, loaded, resolved, staging.path, name, routes, timings)
         timings["total"] = time.perf_counter() - started
         passed = all(a.passed for a in artifacts)
         report = build_report(request, name, backend, loaded, exported, artifacts, timings,
@@ -97,30 +99,87 @@ def _run_locked(request: ConversionRequest, host: PluginHost,
 
 def _export_and_verify(host: PluginHost, request: ConversionRequest, backend: Backend,
                        loaded: LoadedModel, resolved: list[ResolvedTarget], root: Path,
-                       name: str, exporter: str | None, opset: int | None,
+                       name: str, routes: list[tuple[str | None, int | None]],
                        timings: dict[str, float]
                        ) -> tuple[list[TargetArtifact], ExportResult]:
     """Export once into `root`'s work directory, then build every target against the
-    source's outputs, computed once."""
+    source's outputs, computed once. With several routes (the backend's exporters, in
+    its order), a route whose export fails, or whose export fails verification, gives
+    way to the next; the report says which route shipped and why the others did not."""
     work = root / ".work"
     work.mkdir()
-    with _stage(host, "export", None, timings):
-        exported = _export(backend, loaded, ExportRequest(
-            output_path=work / f"{safe_name(name)}.onnx", opset=opset, exporter=exporter,
-            dynamic_batch=request.dynamic_batch, external_data=request.external_data,
-            options=request.backend_options))
     source_session = host.get("runner", backend.runner).open(
         loaded, RunOptions(threads=request.verification.threads))
+    attempts: list[dict[str, str]] = []
+    errors: list[ExportFailed] = []  # the exporters' own errors, for --debug
     try:
         reference = Reference(source_session, loaded.input_names, loaded.example_inputs,
                               request.dynamic_batch, request.verification)
-        artifacts = [_build_target(host, choice, root, exported, loaded, reference,
-                                   request, timings)
-                     for choice in resolved]
+        for index, (exporter, opset) in enumerate(routes):
+            last = index == len(routes) - 1
+            route_dir = work / (exporter or "default")
+            route_dir.mkdir()
+            try:
+                with _stage(host, "export", None, timings):
+                    exported = _export(backend, loaded, ExportRequest(
+                        output_path=route_dir / f"{safe_name(name)}.onnx", opset=opset,
+                        exporter=exporter,
+                        dynamic_batch=request.dynamic_batch,
+                        external_data=request.external_data,
+                        options=request.backend_options))
+            except ExportFailed as exc:
+                attempts.append({"exporter": exporter, "failed": "export",
+                                 "reason": exc.message, "hint": exc.hint or ""})
+                errors.append(exc)
+                if last:
+                    raise _every_route_failed(attempts) from errors[0]
+                continue
+            artifacts = [_build_target(host, choice, root, exported, loaded, reference,
+                                       request, timings)
+                         for choice in resolved]
+            failing = [a for a in artifacts if a.stages[0].status != "ok"]
+            if not failing:
+                break
+            attempts.append({"exporter": exporter, "failed": "verification",
+                             "reason": failing[0].stages[0].verification.problem})
+            if last and any(a["failed"] == "export" for a in attempts):
+                # no route made a model that verifies, and one could not export at all:
+                # that route's error says most (the others traced something else)
+                raise _every_route_failed(attempts) from errors[0]
+            if last:
+                attempts.pop()  # the verification failure is reported as such
+                break
+            for artifact in artifacts:
+                shutil.rmtree(artifact.directory, ignore_errors=True)
     finally:
         source_session.close()
     shutil.rmtree(work, ignore_errors=True)
+    if attempts:
+        exported.details["routes"] = [*attempts, {"exporter": exported.exporter,
+                                                  "shipped": "yes"}]
+        for artifact in artifacts:
+            artifact.warnings[:0] = [f"export: the {a['exporter']} exporter "
+                                     f"{'failed' if a['failed'] == 'export' else 'made a model that failed verification'}"
+                                     f" ({a['reason']}); used {exported.exporter} instead"
+                                     for a in attempts]
+            artifact.manifest["warnings"] = artifact.warnings
+            artifact.manifest["source"]["routes"] = exported.details["routes"]
+            write_json(artifact.directory / "manifest.json", artifact.manifest)
     return artifacts, exported
+
+
+def _every_route_failed(attempts: list[dict[str, str]]) -> ExportFailed:
+    """The first route's error (the backend's default, usually the most telling), with
+    what the others said; a route that failed verification is named as such."""
+    first = next(a for a in attempts if a["failed"] == "export")
+    others = [f"the {a['exporter']} exporter "
+              + ("failed too" if a["failed"] == "export" else "made a model that failed "
+                 "verification") + f": {a['reason']}" for a in attempts if a is not first]
+    return ExportFailed(first["reason"] + (f" ({'; '.join(others)})" if others else ""),
+                        first["hint"] or None)
+
+
+AUTO = "auto"  # --exporter auto: every route of the backend, in its order
 
 
 def inputs_of(request: ConversionRequest) -> list[Path]:
@@ -136,10 +195,26 @@ def inputs_of(request: ConversionRequest) -> list[Path]:
     return [Path(p) for p in paths if p is not None]
 
 
-def _check_export_choice(backend: Backend, targets: list[Target],
-                         request: ConversionRequest) -> tuple[str | None, int | None]:
-    """Refuse, before loading anything, an exporter or opset that cannot be produced."""
-    exporter = request.exporter
+def _export_routes(backend: Backend, targets: list[Target], request: ConversionRequest
+                   ) -> list[tuple[str | None, int | None]]:
+    """The (exporter, opset) routes to try in order: the one the user named, else every
+    exporter of the backend that can produce the opset asked for (`--exporter auto`)."""
+    if request.exporter not in (None, AUTO):
+        return [_check_export_choice(backend, targets, request.exporter, request.opset)]
+    routes, first_error = [], None
+    for exporter in backend.exporters or (None,):
+        try:
+            routes.append(_check_export_choice(backend, targets, exporter, request.opset))
+        except BadInput as exc:
+            first_error = first_error or exc
+    if not routes:
+        raise first_error
+    return routes
+
+
+def _check_export_choice(backend: Backend, targets: list[Target], exporter: str | None,
+                         opset: int | None) -> tuple[str | None, int | None]:
+    """Refuse, before exporting, an exporter or opset that cannot be produced."""
     if exporter is not None and backend.exporters and exporter not in backend.exporters:
         raise BadInput(f"backend '{backend.name}' has no exporter '{exporter}'",
                        f"choose one of: {', '.join(backend.exporters)}")
@@ -150,7 +225,6 @@ def _check_export_choice(backend: Backend, targets: list[Target],
             low = max(low or 0, target.opset_min)
         if target.opset_max is not None:
             high = min(high, target.opset_max) if high else target.opset_max
-    opset = request.opset
     if opset is not None and ((low and opset < low) or (high and opset > high)):
         raise BadInput(
             f"opset {opset} cannot be produced by the {backend.name} backend's "
@@ -266,6 +340,9 @@ def _build_target(host: PluginHost, choice: ResolvedTarget, root: Path,
             warnings.append(f"{pass_name}: {stage.reason}; kept the previous model")
         elif stage.status == "failed":
             break
+    if stages[0].status == "ok":  # a pass that proves little is said where it is read
+        warnings += reference.proves_little(loaded.output_names, lambda output: budget_for(
+            output, target=target.tolerance, settings=request.verification))
     nonfinite = {o.name: o.nonfinite for s in stages if s.verification
                  for b in s.verification.batches for o in b.outputs if o.nonfinite}
     warnings += [f"output {name}: the source's values include {count} NaN/inf, accepted "
@@ -356,14 +433,23 @@ def _stage(host: PluginHost, stage: str, target: str | None,
             stage, target, note["status"], seconds, note["detail"]))
 
 
+# A factory with one of these names is its module's only one: the module names it.
+GENERIC_FACTORIES = ("build", "main", "model", "create", "make", "factory", "get_model",
+                     "build_model", "create_model", "make_model", "load", "load_model")
+
+
 def default_name(source: Source, loaded: LoadedModel) -> str:
+    """The artifact's name when the user gives none: a factory's function name (its
+    module's name for a generic one like `build`), a file's stem, or the model's type."""
     origin = source.origin
     if source.kind == "path":
         return safe_name(Path(origin).stem)
-    module, sep, _ = origin.rpartition(":")
+    module, sep, function = origin.rpartition(":")
     if sep and module:
+        if function not in GENERIC_FACTORIES:  # several factories in one module
+            return safe_name(function)
         return safe_name(Path(module).stem if module.endswith(".py") else
-                     module.rsplit(".", 1)[-1])
+                         module.rsplit(".", 1)[-1])
     return safe_name(type(loaded.model).__name__.lower())
 
 

@@ -139,7 +139,11 @@ def _missing_module(exc: ModuleNotFoundError, text: str) -> Exception:
     top = (exc.name or "").split(".")[0]
     if top in _FRAMEWORK_EXTRAS:
         return MissingDependency(top, _FRAMEWORK_EXTRAS[top], f"the factory {text}")
-    return BadInput(f"factory {text} needs module {exc.name!r}, which is not installed")
+    if not exc.name:  # raised by the factory's own code, not by a missing package
+        return BadInput(f"factory {text} raised ModuleNotFoundError: {exc}",
+                        "fix the factory; run with --debug for the traceback")
+    return BadInput(f"factory {text} needs module {exc.name!r}, which is not installed",
+                    f"install it (pip install {top}), or fix the import in the factory")
 
 
 def pick_backend(host: PluginHost, source: Source, name: str | None = None) -> Backend:

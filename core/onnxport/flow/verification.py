@@ -90,6 +90,35 @@ class Reference:
             self._outputs[label] = self.session.run(self._inputs[label])
         return self._outputs[label]
 
+    def proves_little(self, outputs: list[str],
+                      budget_of: Callable[[str], Tolerance]) -> list[str]:
+        """Warnings for outputs a passing verification says little about: the same for
+        every verification input (a saturated softmax, an untrained model), or smaller
+        than the tolerance's absolute term, so no difference could show."""
+        notes = []
+        for name in outputs:
+            rows = [np.asarray(self.outputs(label)[name], dtype=np.float64)
+                    for label in self.labels]
+            rows = [r.reshape(1, -1) if r.ndim == 0 else r.reshape(r.shape[0], -1)
+                    for r in rows if r.size]
+            if not rows or len({r.shape[1] for r in rows}) != 1:
+                continue
+            values = np.concatenate(rows)
+            if not np.isfinite(values).all():
+                continue
+            budget = budget_of(name)
+            scale = float(np.abs(values).max())
+            spread = float((values.max(axis=0) - values.min(axis=0)).max())
+            if values.shape[0] >= 2 and spread <= budget.atol + budget.rtol * scale:
+                notes.append(f"output {name} is the same for every verification input (it "
+                             f"varies by at most {spread:.2g}): matching it proves little; "
+                             "verify with real inputs (--data) or a trained checkpoint")
+            elif scale <= budget.atol:
+                notes.append(f"output {name} is at most {scale:.2g}, within the tolerance's "
+                             f"absolute term (atol {budget.atol:g}): no difference could "
+                             "show; verify with real inputs (--data) or a trained checkpoint")
+        return notes
+
     def source_latency_samples(self) -> list[float]:
         """The source model's timed runs, measured once and shared by every candidate."""
         if self.latency_samples is None:
