@@ -28,6 +28,9 @@ CONVERSIONS = [
     ("localization", [f"{ZOO}/localization.py:build"]),
 ]
 
+# The autopilot trained briefly and exported by the training callback, in each framework.
+TRAINING = ["torch", "keras"]
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,13 +47,18 @@ def main() -> int:
                    "--overwrite"]
         print(f"\n$ {shlex.join(['onnxport', *command[1:]])}", flush=True)
         failures += subprocess.call(command, cwd=ROOT) != 0
-    print("\n$ python examples/autopilot_training.py", flush=True)
-    failures += subprocess.call([sys.executable, "examples/autopilot_training.py",
-                                 "--output", str(args.output / "autopilot-training")],
-                                cwd=ROOT) != 0
+    # Export straight after training, with the training callbacks (docs/training.md).
+    for framework in TRAINING:
+        print(f"\n$ python examples/autopilot_training.py --framework {framework}",
+              flush=True)
+        failures += subprocess.call(
+            [sys.executable, "examples/autopilot_training.py", "--framework", framework,
+             "--output", str(args.output / f"autopilot-training-{framework}")],
+            cwd=ROOT) != 0
     print("\n" + overview(args.output if args.output.is_absolute() else ROOT / args.output))
-    print(f"\n{len(CONVERSIONS) + 2 - failures} of {len(CONVERSIONS) + 2} demo steps "
-          f"succeeded; artifacts in {args.output}/")
+    steps = len(CONVERSIONS) + 1 + len(TRAINING)
+    print(f"\n{steps - failures} of {steps} demo steps succeeded; artifacts in "
+          f"{args.output}/")
     return 1 if failures else 0
 
 
