@@ -10,7 +10,11 @@ import io
 import json
 import re
 import shlex
+import subprocess
+import sys
 import time
+from pathlib import Path
+
 import pytest
 
 import onnxport
@@ -22,6 +26,8 @@ from servers import (mlflow_env, mlflow_server, reference_artifact,  # noqa: F40
                      s3_env, s3_server)  # (fixtures)
 
 VERSION = r"v\d{8}_\d{6}(?:_\d+)?"
+# What makes a version's directory an MLflow model, beside the artifact's own files.
+MLFLOW_MODEL = {"MLmodel", "requirements.txt", "python_env.yaml", "conda.yaml"}
 
 
 def _documented_command() -> list[str]:
@@ -74,10 +80,10 @@ def test_version_has_tags_artifacts_run_link_and_alias(reference_artifact, mlflo
     assert re.fullmatch(rf"onnxport/localization/{VERSION}", home.path)
     assert version.source.endswith(home.path)
     listed = {a.path[len(home.path) + 1:] for a in client.list_artifacts(run_id, home.path)}
-    assert listed == {"cpu", "report.json", "report.html", "report.md"}
+    assert listed == {"cpu", "report.json", "report.html", "report.md", *MLFLOW_MODEL}
     in_target = {a.path.rsplit("/", 1)[1]
                  for a in client.list_artifacts(run_id, f"{home.path}/cpu")}
-    assert in_target == {"localization.onnx", "manifest.json"}
+    assert in_target == {"localization.onnx", "manifest.json", "MLmodel"}
 
     # the seed's stage "Staging", as an alias
     assert client.get_model_version_by_alias(name, "staging").version == "1"
@@ -276,7 +282,7 @@ def test_links_in_the_artifact_are_never_followed(reference_artifact, mlflow_env
     stored = [p for p in (mlflow_env.root / "artifacts").rglob("*")
               if version.run_id in p.parts and p.is_file()]
     assert {p.name for p in stored} == {"report.json", "report.html", "report.md",
-                                        "localization.onnx", "manifest.json"}
+                                        "localization.onnx", "manifest.json", *MLFLOW_MODEL}
     assert not any(b"not for the registry" in p.read_bytes() for p in stored)
 
     (artifact / "report.md").unlink()
@@ -309,8 +315,130 @@ def test_the_documented_command_converts_publishes_registers_and_pulls_back(
     assert version.tags["format"] == "onnx" and version.tags["framework"] == "torch"
 
     exported = tmp_path / "exports" / "localization"
+    assert_loads_in_mlflow(name, exported)
     for uri in (s3_uri, f"mlflow://{name}@staging"):
         pulled = tmp_path / re.sub(r"\W", "_", uri)
         back = cli("pull", uri, "-o", pulled)
         assert back.code == ExitCode.OK, back.err
         assert_runs_like_the_original(pulled, exported)
+
+
+# --------------------------------------------------------------------------- an MLflow model
+
+
+def _feeds(batch: int = 3) -> dict:
+    from conftest import zoo_module
+
+    _, inputs, _ = zoo_module("localization").build(batch=batch)
+    return {name: tensor.numpy() for name, tensor in inputs.items()}
+
+
+def assert_loads_in_mlflow(name: str, artifact, target: str = "cpu") -> None:
+    """What the registry holds is an MLflow model: mlflow.onnx loads the shipped model
+    byte for byte, and mlflow.pyfunc runs it with the artifact's outputs, by version and
+    by alias."""
+    import mlflow.onnx
+    import mlflow.pyfunc
+    import numpy as np
+    import onnx
+
+    from onnxport.runtime import InferenceModel
+
+    shipped = onnx.load(str(artifact / target / "localization.onnx"))
+    loaded = mlflow.onnx.load_model(f"models:/{name}/1")
+    assert loaded.SerializeToString() == shipped.SerializeToString()
+    model = mlflow.pyfunc.load_model(f"models:/{name}@staging")
+    assert model.metadata.flavors["onnx"]["data"] == f"{target}/localization.onnx"
+    signature = model.metadata.get_input_schema()
+    assert signature.input_names() == [i.name for i in shipped.graph.input]
+    feeds = _feeds()
+    got = model.predict(feeds)
+    want = InferenceModel(artifact / target).predict(feeds)
+    assert set(got) == set(want)
+    for output in want:
+        np.testing.assert_array_equal(got[output], want[output])
+
+
+def test_a_version_is_an_mlflow_model_with_the_artifact_beside_it(reference_artifact,
+                                                                   mlflow_env, cli,
+                                                                   tmp_path):
+    name = unique("model")
+    done = cli("publish", reference_artifact, "--to", f"mlflow://{name}", "--alias",
+               "staging")
+    assert done.code == ExitCode.OK, done.err
+    assert_loads_in_mlflow(name, reference_artifact)
+    # onnxport's manifest and report are files of the same version
+    import mlflow.artifacts
+
+    version = mlflow_env.client().get_model_version(name, "1")
+    local = mlflow.artifacts.download_artifacts(artifact_uri=version.source,
+                                                dst_path=str(tmp_path / "version"))
+    for relative in ("cpu/manifest.json", "report.json", "report.html", "report.md",
+                     "MLmodel", "cpu/MLmodel"):
+        assert (tmp_path / "version" / relative).is_file() or \
+            (Path(local) / relative).is_file(), relative
+    # the pull gives back the artifact alone, without the MLflow model's files
+    pulled = onnxport.pull(f"mlflow://{name}@staging", tmp_path / "pulled")
+    assert not any((pulled / f).exists() for f in MLFLOW_MODEL)
+    assert not (pulled / "cpu" / "MLmodel").exists()
+    assert sorted(p.relative_to(pulled).as_posix() for p in pulled.rglob("*")) == sorted(
+        p.relative_to(reference_artifact).as_posix() for p in reference_artifact.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def two_target_artifact(tmp_path_factory):
+    from conftest import factory
+
+    out = tmp_path_factory.mktemp("two-targets") / "localization"
+    onnxport.convert(factory("localization"), output=out, targets=["cuda", "cpu"],
+                     latency_runs=0)
+    return out
+
+
+def test_several_targets_register_the_first_and_keep_every_target(two_target_artifact,
+                                                                  mlflow_env):
+    import mlflow.onnx
+    import onnx
+
+    name = unique("targets")
+    result = onnxport.publish(two_target_artifact, f"mlflow://{name}", alias="staging")
+    assert result.details["model_uri"] == f"models:/{name}/1"
+    assert_loads_in_mlflow(name, two_target_artifact, target="cuda")  # the first target
+    version = mlflow_env.client().get_model_version(name, "1")
+    assert set(version.tags["target"].split(",")) == {"cuda", "cpu"}
+    # every target's directory is an MLflow model of its own
+    for target in ("cuda", "cpu"):
+        loaded = mlflow.onnx.load_model(f"{version.source}/{target}")
+        shipped = onnx.load(str(two_target_artifact / target / "localization.onnx"))
+        assert loaded.SerializeToString() == shipped.SerializeToString()
+    meta = mlflow.pyfunc.load_model(f"{version.source}/cuda").metadata
+    assert meta.flavors["onnx"]["providers"] == ["CUDAExecutionProvider",
+                                                 "CPUExecutionProvider"]
+
+
+def test_the_mlflow_extra_is_the_client_only():
+    """`onnxport[mlflow]` installs mlflow-skinny (the client); the dev extra keeps the
+    full mlflow for the test server. The publisher imports nothing that needs pandas."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert [r.split(">")[0] for r in extras["mlflow"]] == ["mlflow-skinny"]
+    assert any(r.startswith("mlflow>") for r in extras["dev"])
+    code = ("import sys\n"
+            "sys.modules['pandas'] = None\n"
+            "sys.modules['mlflow.pyfunc'] = None\n"
+            "sys.modules['mlflow.onnx'] = None\n"
+            "import onnxport_mlflow.model, onnxport_mlflow.publishing\n"
+            "from onnxport_mlflow.model import _mlmodel, _environment\n"
+            "m = {'model': 'm.onnx', 'files': [], 'target': {'name': 'cpu'},\n"
+            "     'onnx': {'inputs': [{'name': 'x', 'shape': ['batch', 3],\n"
+            "                         'dtype': 'float32'}],\n"
+            "              'outputs': [{'name': 'y', 'shape': ['batch'],\n"
+            "                          'dtype': 'float32'}]}, 'versions': {}}\n"
+            "print(_mlmodel(m, 'cpu/m.onnx', 'r', 'p', 'n', env=True))\n"
+            "print(_environment(m)['requirements.txt'])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "loader_module: mlflow.onnx" in done.stdout and "onnx_version" in done.stdout
+    assert '"tensor-spec": {"dtype": "float32", "shape": [-1, 3]}' in done.stdout

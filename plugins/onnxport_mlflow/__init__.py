@@ -2,7 +2,10 @@
 
 `mlflow://NAME` publishes the artifact (models, manifests, reports) as run artifacts and
 registers them as a new version of the registered model NAME, tagged with what onnxport
-knows (framework, format, target, sha256, verification figures). With `--run-id` the
+knows (framework, format, target, sha256, verification figures). The version is a real
+MLflow model (MLmodel with the onnx and python_function flavors, for the first target's
+model; every target directory has its own MLmodel): `mlflow.onnx.load_model` and
+`mlflow.pyfunc.load_model("models:/NAME/1")` load it. With `--run-id` the
 artifacts go into that (training) run and the version links to it; otherwise into a new
 run of the experiment `onnxport`. `--alias staging` is the current MLflow way to say
 what older registries called the stage "Staging". The same artifact (same sha256) is
@@ -15,8 +18,9 @@ MLFLOW_REGISTRY_URI, credentials in MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN), or
 
 Modules: `settings` (the options schema), `uris` (mlflow:// URIs), `connection` (the
 client, reaching the server, errors), `tags` (a version's tags and description),
-`registry` (versions, experiments, aliases), `publishing` (publish), `pulling` (pull).
-Importing this module does not import mlflow.
+`registry` (versions, experiments, aliases), `model` (the MLmodel and environment
+files), `publishing` (publish), `pulling` (pull). Importing this module does not import
+mlflow; nothing here needs more than the `mlflow-skinny` client.
 """
 
 from __future__ import annotations

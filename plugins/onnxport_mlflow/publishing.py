@@ -1,12 +1,15 @@
 """`publish`: log the artifact's files as run artifacts under
 onnxport/NAME/vYYYYMMDD_HHMMSS/ (of the training run with --run-id, else of a new run),
-then register them as a new version of the registered model, tagged, with the alias
-moved to it. The same artifact (same sha256) is not registered twice unless forced."""
+with the MLflow model files that make that directory a real MLflow model (`model`: the
+onnx and python_function flavors, the first target's model), then register it as a new
+version of the registered model, tagged, with the alias moved to it. The same artifact
+(same sha256) is not registered twice unless forced."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
@@ -15,6 +18,7 @@ from onnxport.records import PublishRequest, PublishResult
 
 from .connection import MlflowPublishError, client_environment, explain, redact
 from .connection import client as connect
+from .model import loadable, write_model_files
 from .registry import ensure_registered_model, experiment_id, set_alias, versions
 from .settings import settings_from
 from .tags import description, version_tags
@@ -25,21 +29,27 @@ log = logging.getLogger("onnxport.mlflow")
 ARTIFACT_ROOT = "onnxport"  # inside the run: onnxport/NAME/vYYYYMMDD_HHMMSS/
 
 
+def listed_files(request: PublishRequest) -> tuple[str, ...]:
+    """The artifact's files as relative POSIX paths: those the core checked and listed;
+    a request made by hand gets the list the core would make."""
+    from onnxport.artifact.reading import open_artifact
+
+    if request.files:
+        return tuple(request.files)
+    from onnxport.artifact.publishing import artifact_files as core_list
+
+    return core_list(open_artifact(Path(request.artifact)))
+
+
 def artifact_files(request: PublishRequest) -> list[tuple[Path, str]]:
     """(local file, its directory in the run's artifact path) for every file to log:
     the files the core checked and listed, each confined to the artifact (no path
-    outside it, no symbolic link followed). A request made by hand gets the list the
-    core would make."""
-    from onnxport.artifact.reading import confined, open_artifact
+    outside it, no symbolic link followed)."""
+    from onnxport.artifact.reading import confined
 
     root = Path(request.artifact)
-    listed = request.files
-    if not listed:
-        from onnxport.artifact.publishing import artifact_files as core_list
-
-        listed = core_list(open_artifact(root))
     files = []
-    for relative in listed:
+    for relative in listed_files(request):
         rel = PurePosixPath(relative)
         local = confined(root, rel.as_posix(), str(root))
         if not local.is_file():
@@ -47,6 +57,19 @@ def artifact_files(request: PublishRequest) -> list[tuple[Path, str]]:
         parent = rel.parent.as_posix()
         files.append((local, "" if parent == "." else parent))
     return files
+
+
+def target_order(request: PublishRequest) -> list[str]:
+    """The targets in the order the conversion was asked for them (report.json keeps
+    it; the manifests come in directory order)."""
+    from onnxport.artifact.reading import open_artifact
+
+    try:
+        report = open_artifact(Path(request.artifact)).report or {}
+    except Exception:  # no report: the manifests' order
+        return []
+    targets = report.get("targets")
+    return list(targets) if isinstance(targets, dict) else []
 
 
 @contextlib.contextmanager
@@ -112,9 +135,14 @@ def publish(request: PublishRequest) -> PublishResult:
             path = f"{ARTIFACT_ROOT}/{artifact_name}/{version_tag()}"
             try:
                 doing = f"uploading the artifact to run {run_id}"
-                for local, directory in files:
-                    client.log_artifact(run_id, str(local), artifact_path=str(
-                        PurePosixPath(path, directory)))
+                with tempfile.TemporaryDirectory(prefix="onnxport-mlflow-") as scratch:
+                    model_files = write_model_files(
+                        Path(scratch), request.manifests, list(listed_files(request)),
+                        run_id, path, artifact_name, order=target_order(request)
+                    ) if loadable(request.manifests) else []
+                    for local, directory in [*files, *model_files]:
+                        client.log_artifact(run_id, str(local), artifact_path=str(
+                            PurePosixPath(path, directory)))
                 doing = f"registering a version of {name!r}"
                 ensure_registered_model(client, name)
                 with quiet("mlflow.store.model_registry.abstract_store"):  # "Waiting..."
@@ -140,7 +168,8 @@ def publish(request: PublishRequest) -> PublishResult:
         except OSError as error:  # requests' connection errors are OSErrors
             raise explain(error, uri, doing) from None
     log.info("registered %s as %s version %s", artifact_name, name, registered.version)
-    return PublishResult(
-        uri=f"mlflow://{name}/{registered.version}",
-        details={"tracking_uri": redact(uri), "run_id": run_id, "alias": moved,
-                 "artifact_path": path, "tags": tags})
+    details = {"tracking_uri": redact(uri), "run_id": run_id, "alias": moved,
+               "artifact_path": path, "tags": tags}
+    if model_files:
+        details["model_uri"] = f"models:/{name}/{registered.version}"
+    return PublishResult(uri=f"mlflow://{name}/{registered.version}", details=details)

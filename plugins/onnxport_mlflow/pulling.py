@@ -12,6 +12,7 @@ from onnxport.errors import VerificationFailed
 
 from .connection import client_environment, explain
 from .connection import client as connect
+from .model import remove_model_files
 from .registry import resolve
 from .settings import Settings
 from .tags import artifact_sha256
@@ -41,6 +42,7 @@ def pull(uri: str, destination: Path) -> None:
     for item in list(local.iterdir()):
         shutil.move(str(item), str(destination / item.name))
     shutil.rmtree(download, ignore_errors=True)
+    remove_model_files(destination)  # the MLflow model's own files: no manifest lists them
     recorded = (found.tags or {}).get("artifact_sha256")
     if recorded:
         manifests = [t.manifest for t in open_artifact(destination).targets]
