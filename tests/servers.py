@@ -317,6 +317,7 @@ class RayHead(ServerProcess):
                      "--dashboard-agent-grpc-port", str(p[5]),
                      "--metrics-export-port", str(p[6]),
                      "--runtime-env-agent-port", str(p[7]),
+                     "--dashboard-port", str(p[8]),
                      "--min-worker-port", str(20000), "--max-worker-port", str(20100),
                      "--include-dashboard", "false", "--disable-usage-stats",
                      "--temp-dir", str(self.temp)], env=self.ENV)

@@ -51,7 +51,7 @@ def test_bench_an_artifact_and_its_source(cli, artifact):
     check_row(source, 1, available_cpus(), 5)
     assert (onnx_row["label"], onnx_row["runner"]) == ("cpu", "onnxruntime")
     assert onnx_row["ran_on"] == ["CPUExecutionProvider"]
-    assert onnx_row["size_bytes"] == (artifact / "cpu" / "models.onnx").stat().st_size
+    assert onnx_row["size_bytes"] == (artifact / "cpu" / "two_heads.onnx").stat().st_size
     assert (source["label"], source["runner"]) == ("source", "torch")
     assert source["ran_on"][0].startswith("torch ")
     # each row is its own process: the ONNX Runtime one never imported torch
@@ -75,7 +75,7 @@ def test_the_table_states_threads_batch_and_runs(cli, artifact):
 
 
 def test_a_bare_onnx_per_provider_with_a_source(cli, artifact):
-    model = artifact / "cpu" / "models.onnx"
+    model = artifact / "cpu" / "two_heads.onnx"
     done = cli("bench", model, "--providers", "CPUExecutionProvider", "--runs", "3",
                "--warmup", "1", "--batch", "2", "--threads", "1", "--source",
                f"{MODELS}:two_heads", "--json")
@@ -87,7 +87,7 @@ def test_a_bare_onnx_per_provider_with_a_source(cli, artifact):
 
 
 def test_what_cannot_be_benched_is_refused(cli, artifact, tmp_path):
-    model = artifact / "cpu" / "models.onnx"
+    model = artifact / "cpu" / "two_heads.onnx"
     cases = [
         (("bench", artifact, "--target", "gpu"), "has no target gpu"),
         (("bench", model, "--providers", "NoSuchExecutionProvider"),

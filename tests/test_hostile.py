@@ -320,11 +320,17 @@ def test_wrong_options_are_bad_input(cli, tmp_path, args, words):
     assert words in result.err and not (tmp_path / "out").exists()
 
 
-def test_a_path_too_long_is_an_environment_error(tmp_path):
-    out = tmp_path / ("x" * 300) / "out"
+@pytest.mark.parametrize("below, words", [
+    ("x" * 300, "the path is too long"),
+    ("a-file", "a part of the path is a file, not a directory"),
+])
+def test_a_path_the_system_refuses_is_an_environment_error(tmp_path, below, words):
+    (tmp_path / "a-file").write_text("not a directory")
+    out = tmp_path / below / "sub" / "out"
     result = run_process("convert", hostile("tiny"), "-o", out, *FAST)
     assert result.code == ExitCode.ENVIRONMENT, result.err
-    assert "the path is too long" in result.err and "Traceback" not in result.err
+    assert words in result.err and "Traceback" not in result.err
+    assert (tmp_path / "a-file").read_text() == "not a directory"
 
 
 def test_a_file_size_limit_during_export_is_the_machine_not_the_exporter(tmp_path):

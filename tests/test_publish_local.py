@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 import onnxport
 from onnxport.errors import BadInput, ExitCode, VerificationFailed
 
-from conftest import ROOT, assert_untouched
+from conftest import BIN, ROOT, assert_untouched, run_process
 from servers import assert_runs_like_the_original, copy_artifact
 from servers import reference_artifact  # noqa: F401 (fixture)
 
@@ -115,3 +117,36 @@ def test_credentials_in_uris_never_reach_the_manifest(cli, tmp_path):
         assert "s3cret" not in path.read_text(), path
     made_by = json.loads((out / "cpu" / "manifest.json").read_text())["made_by"]
     assert "http://***@127.0.0.1:9/x" in made_by["command"]
+
+
+def _on_a_terminal(*args) -> tuple[int, str, str]:
+    """Run onnxport with stderr on a pseudo-terminal, as a person at a shell sees it."""
+    leader, follower = os.openpty()
+    done = subprocess.run([str(BIN / "onnxport"), *map(str, args)], stdout=subprocess.PIPE,
+                          stderr=follower, text=True, timeout=300)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other side is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return done.returncode, done.stdout, b"".join(chunks).decode()
+
+
+def test_publish_and_pull_show_progress_on_a_terminal_and_never_in_a_pipe(
+        reference_artifact, tmp_path):
+    shelf = tmp_path / "shelf"
+    code, out, err = _on_a_terminal("publish", reference_artifact, "--to", f"file://{shelf}")
+    assert code == 0, err
+    assert re.search(r"publish: ok \d+\.\ds\s+[\d.]+ [KM]B sent", err), err
+    assert out.startswith("published: ")  # the result stays on stdout, apart from progress
+    uri = out.split()[1]
+    code, _, err = _on_a_terminal("pull", uri, "-o", tmp_path / "back")
+    assert code == 0 and re.search(r"pull: ok \d+\.\ds\s+[\d.]+ [KM]B", err), err
+    piped = run_process("pull", uri, "-o", tmp_path / "again")
+    assert piped.code == 0 and "pull:" not in piped.err, piped.err

@@ -53,8 +53,8 @@ class TestTargets:
                         passes=("simplify", "quantize"),
                         options={"quantize": {"mode": "on"}}))
         register(Target(name="edge-size", description="INT8 where it is smaller",
-                        passes=("simplify", "quantize"),
-                        options={"quantize": {"mode": "auto", "prefer": "size"}}))
+                        passes=("simplify", "quantize"), prefer="size",
+                        options={"quantize": {"mode": "auto"}}))
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,9 @@ def test_int8_is_at_most_035x_fp32_and_meets_its_budget(request, name, target, q
                 and s is not export) if len(artifact.stages) > 2 else export
     assert int8.status == "ok" and int8.verification.passed, int8.reason
     assert artifact.final is int8 and result.passed
-    assert int8.reason == "mode on: INT8 ships because it met the INT8 budget"
+    assert int8.reason.startswith("shipped: the only one with quantize (required)")
+    assert int8.settings["chosen"] == ("the run requires quantize (mode on), and this is "
+                                       "the only candidate with it; it met its budget")
     # Size: against the exported file and against the (simplified) fp32 model it replaced.
     assert int8.info.size_bytes <= 0.35 * export.info.size_bytes
     assert int8.info.size_bytes <= 0.35 * fp32.info.size_bytes
@@ -175,49 +177,58 @@ def test_the_argmax_floor_fails_int8_that_flips_classes(tmp_path):
 # --------------------------------------------------------------------------- mode auto
 
 
-AUTO = re.compile(r"INT8 ([\d.e+-]+) ms vs fp32 ([\d.e+-]+) ms at batch 1, 1 thread: "
-                  r"(.+), kept (INT8|fp32)")
-
-
-def test_auto_keeps_int8_only_where_it_pays_and_says_why(autopilot):
+def test_auto_makes_int8_a_candidate_and_the_choice_follows_the_figures(autopilot):
     assert autopilot.passed
-    # prefer = size: deterministic, INT8 is kept because it is smaller.
-    size = _stage(autopilot.artifact("edge-size"), "quantize")
-    assert size.status == "ok" and autopilot.artifact("edge-size").final is size
-    assert re.fullmatch(r"INT8 [\d.]+ KB vs fp32 [\d.]+ KB \(0\.\d\dx\): smaller, kept "
-                        r"INT8 \(prefer = size\)", size.reason), size.reason
-    # prefer = speed (x86-avx2): timed side by side; the decision follows the figures.
+    # prefer = size: deterministic, the INT8 candidate ships because it is smallest.
+    sized = autopilot.artifact("edge-size")
+    assert sized.final is _stage(sized, "quantize")
+    shipped = next(c for c in sized.candidates if c.verdict == "shipped")
+    assert [s.stage for s in shipped.stages] == ["export", "simplify", "quantize"]
+    lost = next(c for c in sized.candidates if c.verdict == "lost")
+    assert lost.cause == "larger (prefer = size)"
+    # prefer = speed (x86-avx2): both timed side by side at batch 1 and 8; the one that
+    # ships is the faster by the recorded figures (or, within 5%, the safer fp32).
+    from onnxport.flow.choosing import MARGIN, score
+
     artifact = autopilot.artifact("x86-avx2")
-    speed = _stage(artifact, "quantize")
-    match = AUTO.fullmatch(speed.reason)
-    assert match, speed.reason
-    int8_ms, fp32_ms, verdict, kept = match.groups()
-    assert (kept == "INT8") == (float(int8_ms) <= 0.95 * float(fp32_ms))
-    assert verdict in ("slower here", "less than 5% faster here (within noise)") or \
-        verdict.endswith("% faster here")
-    if kept == "fp32":
-        assert speed.status == "rejected" and artifact.final.stage == "simplify"
-        assert f"quantize: {speed.reason}; kept the previous model" in artifact.warnings
-    else:
-        assert speed.status == "ok" and artifact.final is speed
+    fp32, int8 = artifact.candidates
+    assert set(fp32.latency_ms) == set(int8.latency_ms) == {1, 8}
+    winner = next(c for c in artifact.candidates if c.verdict == "shipped")
+    expected = int8 if score(int8) < score(fp32) * (1 - MARGIN) else fp32
+    assert winner is expected, (fp32.latency_ms, int8.latency_ms)
+    assert artifact.final is winner.final
+    loser = fp32 if winner is int8 else int8
+    assert loser.verdict == "lost" and " ms at batch 1, " in loser.reason
+    if winner is fp32:
+        assert _stage(artifact, "quantize").status == "rejected"
     manifest = json.loads((autopilot.output / "x86-avx2" / "manifest.json").read_text())
-    assert manifest["passes"][1]["reason"] == speed.reason
-    print("x86-avx2:", speed.reason, "| edge-size:", size.reason)
+    report = json.loads((autopilot.output / "report.json").read_text())
+    assert [c["verdict"] for c in report["targets"]["x86-avx2"]["candidates"]] == [
+        fp32.verdict, int8.verdict]
+    assert manifest["passes"][-1]["name"] == "quantize"
+    print("x86-avx2:", winner.reason, "| loser:", loser.reason)
 
 
-def test_the_decision_rules():
-    from onnxport_quantize.deciding import size_decision, speed_decision
+def test_the_choice_rules():
+    """Faster by more than 5% wins; within it, a smaller and no less accurate candidate
+    wins, else the more accurate stays; prefer = size takes the smallest."""
+    from onnxport.conversion import Candidate, StageResult, Verification
+    from onnxport.artifact.modelinfo import ModelInfo
+    from onnxport.flow.choosing import _pick
 
-    assert speed_decision(0.09, 0.21, 0.05) == (
-        False, "INT8 0.21 ms vs fp32 0.09 ms at batch 1, 1 thread: slower here, kept fp32")
-    assert speed_decision(1.0, 0.98, 0.05) == (
-        False, "INT8 0.98 ms vs fp32 1 ms at batch 1, 1 thread: less than 5% faster here "
-               "(within noise), kept fp32")
-    assert speed_decision(10.0, 5.0, 0.05, threads=2) == (
-        True, "INT8 5 ms vs fp32 10 ms at batch 1, 2 threads: 50% faster here, kept INT8")
-    assert size_decision(2_400_000, 600_000) == (
-        True, "INT8 600.00 KB vs fp32 2.40 MB (0.25x): smaller, kept INT8 (prefer = size)")
-    assert size_decision(1000, 1000)[0] is False
+    def candidate(name, ms, size, error):
+        info = ModelInfo("m", size, 8, {}, "", [], [], 1, {}, 0)
+        verification = Verification(True, [], [], {}, [])
+        verification.__class__ = type("V", (Verification,), {"max_abs": error})
+        stage = StageResult(name, "ok", None, info, verification)
+        return Candidate(name, [stage], latency_ms={1: {"p50": ms, "p90": ms}})
+
+    fp32 = candidate("fp32", 1.0, 2_400_000, 1e-8)
+    assert _pick([fp32, candidate("int8", 0.5, 600_000, 1e-3)], "speed").name == "int8"
+    assert _pick([fp32, candidate("int8", 0.98, 600_000, 1e-3)], "speed") is fp32
+    assert _pick([fp32, candidate("int8", 1.3, 600_000, 1e-3)], "speed") is fp32
+    assert _pick([fp32, candidate("fused", 0.99, 2_300_000, 1e-8)], "speed").name == "fused"
+    assert _pick([fp32, candidate("int8", 1.3, 600_000, 1e-3)], "size").name == "int8"
 
 
 # --------------------------------------------------------------------------- nothing to do
@@ -262,7 +273,8 @@ def test_nothing_to_quantize_is_skipped_with_the_reason_in_mode_auto(tmp_path):
     assert stage.status == "skipped" and stage.reason == NOTHING
     assert result.passed and result.artifact("x86-avx2").final.stage == "simplify"
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["targets"]["x86-avx2"]["stages"][2]["reason"] == NOTHING
+    stages = {s["stage"]: s for s in report["targets"]["x86-avx2"]["stages"]}
+    assert stages["quantize"]["reason"] == NOTHING
 
 
 # --------------------------------------------------------------------------- op types

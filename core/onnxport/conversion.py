@@ -36,6 +36,12 @@ class VerificationSettings:
     threads: int | None = None
     classifiers: frozenset[str] = frozenset()  # outputs whose argmax floor applies
     allow_nonfinite: bool = False  # NaN/inf in the source's outputs are expected
+    # axes beyond the batch that vary, by input: {"input_ids": {1: "sequence"}}; each is
+    # checked symbolic in the ONNX graph and the inputs are made at two of its sizes
+    dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    # the sizes each named axis is verified at: {"sequence": (16, 8)}; empty: the
+    # example's size, then half of it (one more below 4), set once the model is loaded
+    axis_sizes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,9 +59,15 @@ class ConversionRequest:
     input_names: tuple[str, ...] | None = None
     output_names: tuple[str, ...] | None = None
     dynamic_batch: bool = True
+    # axes beyond the batch the user declared variable: {"input_ids": {1: "sequence"}}
+    dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
     external_data: bool | None = None
     targets: tuple[str, ...] = ("cpu",)
     pass_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # by pass
+    optimize: str = "fast"  # how many candidates to try: "fast" or "thorough"
+    latency_budget: tuple[float, int] | None = None  # (p99 ms, batch) for every target
+    require_budget: bool = False  # a missed latency budget fails the run
+    calibration_data: Path | None = None  # an .npz (or a directory of them) for INT8
     config: Path | None = None  # the targets config file this request uses, if any
     enable: tuple[str, ...] = ()  # records off by default that this request turns on
     trust_code: bool = False
@@ -159,6 +171,33 @@ def _severity(out: OutputComparison) -> tuple[bool, float]:
 
 
 @dataclass
+class Candidate:
+    """One complete model a target could ship: a chain of stages from an export, its
+    figures once timed side by side, and why it shipped or lost."""
+
+    name: str  # e.g. "dynamo > simplify > quantize"
+    stages: list["StageResult"]
+    latency_ms: dict[int, dict[str, float]] = field(default_factory=dict)  # by batch
+    verdict: str = ""  # "shipped", "lost", "not eligible"
+    reason: str = ""  # why, with the figures
+    cause: str = ""  # why, in a few words ("slower", "within noise, larger", ...)
+
+    @property
+    def final(self) -> "StageResult":
+        return self.stages[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        final = self.final
+        verification = final.verification
+        return {"name": self.name, "stages": [s.stage for s in self.stages],
+                "verdict": self.verdict, "reason": self.reason, "cause": self.cause,
+                "size_bytes": final.info.size_bytes if final.info else None,
+                "max_abs": verification.max_abs if verification else None,
+                "passed": bool(verification and verification.passed),
+                "latency_ms": {str(b): v for b, v in self.latency_ms.items()}}
+
+
+@dataclass
 class StageResult:
     """One step of a target's pipeline: the export, then each pass.
 
@@ -187,6 +226,10 @@ class TargetArtifact:
     warnings: list[str] = field(default_factory=list)
     runner: str = "onnxruntime"  # what ran the shipped model in verification
     requested: str = ""  # the target name the user gave (e.g. "auto")
+    candidates: list[Candidate] = field(default_factory=list)  # when there were several
+    exported: ExportResult | None = None  # the export its model came from
+    budget: dict[str, Any] | None = None  # the real-time budget's check, if one was set
+    budget_required: bool = False  # a missed budget fails this target
 
     @property
     def final(self) -> StageResult:
@@ -200,7 +243,19 @@ class TargetArtifact:
 
     @property
     def passed(self) -> bool:
-        return self.final.status == "ok" and self.verification.passed
+        over = self.budget_required and self.budget is not None and not self.budget["met"]
+        return self.final.status == "ok" and self.verification.passed and not over
+
+    @property
+    def problem(self) -> str:
+        """Why the target failed, in words."""
+        if self.verification is not None and self.verification.problem:
+            return self.verification.problem
+        if self.budget is not None and not self.budget["met"]:
+            b = self.budget
+            return (f"p99 {b['p99_ms']:.3g} ms at batch {b['batch']} is over the latency "
+                    f"budget of {b['budget_ms']:g} ms (--require-budget)")
+        return self.final.reason
 
 
 @dataclass

@@ -96,6 +96,8 @@ _ENVIRONMENT_ERRNOS = {
     "EFBIG": "a file grew past the size this process may write",
     "EROFS": "the file system is read-only", "EACCES": "permission denied",
     "EPERM": "the operation is not permitted", "ENAMETOOLONG": "the path is too long",
+    "ENOTDIR": "a part of the path is a file, not a directory",
+    "EEXIST": "a file is in the way of a directory",
 }
 
 
@@ -113,8 +115,8 @@ def environment_problem(exc: BaseException) -> EnvironmentProblem | None:
                 where = f" writing {exc.filename}" if exc.filename else ""
                 return EnvironmentProblem(
                     f"{_ENVIRONMENT_ERRNOS[name]}{where} ({name})",
-                    "free space, choose a writable directory or a shorter path, "
-                    "then run again")
+                    "free space, or choose a writable directory or a shorter path that "
+                    "goes through directories only, then run again")
         exc = exc.__cause__ or exc.__context__
     return None
 

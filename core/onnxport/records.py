@@ -51,7 +51,16 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class LoadRequest:
-    """Everything a backend's `load` needs besides the source itself."""
+    """Everything a backend's `load` needs besides the source itself.
+
+    `dynamic_axes` are the axes beyond the batch the user declared variable, by input
+    name: `{"input_ids": {1: "sequence"}}` (`--dynamic input_ids:1=sequence`). An axis
+    name shared by several inputs means they vary together. The backend checks them
+    against its inputs (an unknown input or an axis past the rank is `BadInput`),
+    keeps them, plus any it infers, in `LoadedModel.dynamic_axes`, and traces with an
+    example of at least 2 on each; a backend that cannot keep an axis variable refuses
+    with `BadInput` naming it.
+    """
 
     source: Source
     inputs: tuple[InputSpec, ...] = ()
@@ -61,6 +70,7 @@ class LoadRequest:
     dynamic_batch: bool = True
     trust_code: bool = False  # opt-in to loading that runs code from the file
     options: Mapping[str, Any] = field(default_factory=dict)
+    dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,7 +79,10 @@ class LoadedModel:
 
     `input_names` and `output_names` are final: the ONNX graph will carry exactly these,
     in this order, and the source runner answers by them. `example_inputs` holds one
-    numpy array per input (the shapes the export traces with).
+    numpy array per input (the shapes the export traces with). `dynamic_axes` are the
+    axes beyond the batch the export keeps symbolic and verification varies, by input
+    name (`{"input_ids": {1: "sequence"}}`): the user's (`LoadRequest.dynamic_axes`),
+    checked, plus those the backend inferred from the model.
     """
 
     backend: str
@@ -81,11 +94,18 @@ class LoadedModel:
     example_inputs: dict[str, Any]
     description: str
     details: dict[str, Any] = field(default_factory=dict)
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ExportRequest:
-    """How to export: the backend fills in defaults it documents for None fields."""
+    """How to export: the backend fills in defaults it documents for None fields.
+
+    `dynamic_axes` are the axes beyond the batch the user declared variable (as in
+    `LoadRequest`); the export keeps these and the loaded model's own
+    `LoadedModel.dynamic_axes` symbolic, each named as declared, or refuses with
+    `BadInput` naming the ones it cannot keep.
+    """
 
     output_path: Path
     opset: int | None = None
@@ -93,6 +113,7 @@ class ExportRequest:
     dynamic_batch: bool = True
     external_data: bool | None = None  # None: only when the model would pass 2 GB
     options: Mapping[str, Any] = field(default_factory=dict)
+    dynamic_axes: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,12 +147,17 @@ class RunSession(Protocol):
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run: providers in priority order (ONNX runners) and thread count."""
+    """How to run: providers in priority order (ONNX runners) and thread count.
+
+    `spin_wait=False` asks idle threads to sleep instead of spinning for the next call:
+    verification times the model interleaved with the source framework in one process,
+    where a spinning pool starves the other runtime's threads (100x slower on 2 cores)."""
 
     providers: tuple[str, ...] = ()
     provider_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     threads: int | None = None
     graph_optimization_level: str = "all"
+    spin_wait: bool = True
 
 
 # --------------------------------------------------------------------------- registrations
@@ -247,7 +273,14 @@ class Target:
     by pass name. `tolerance` is the fp32 budget every stage is held to unless the user
     overrides it; `quantized_tolerance` the budget of a quantized stage. `resolve`, if
     set, picks a concrete target at run time (e.g. `auto` from the CPU's features) and
-    returns its name and the reason.
+    returns its name and the reason. `latency_batches` are the batch sizes the target's
+    deployment runs at: when several candidate models verify, they are timed side by
+    side at these and the fastest ships (`prefer = "size"`: the smallest).
+    `latency_budget` is a real-time budget, (p99 milliseconds, batch size): the report
+    says whether the shipped model meets it, and on which machine that was measured.
+    `machine` and `cpu_flags` describe the device (`aarch64`, `("avx512_vnni",)`): when
+    the converting machine differs, the report says that its timings, and any choice
+    made by them, were measured elsewhere.
     """
 
     name: str
@@ -265,6 +298,11 @@ class Target:
         atol=float("inf"), rtol=0.0, min_cosine=0.99, min_argmax_agreement=0.98,
         max_abs_of_range=0.05)
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by pass
+    latency_batches: tuple[int, ...] = (1,)  # batch sizes candidates are timed at
+    prefer: str = "speed"  # among candidates within the budget: "speed" or "size"
+    latency_budget: tuple[float, int] | None = None  # (p99 ms, at batch): real time
+    machine: str | None = None  # the device's architecture ("aarch64"); None: any
+    cpu_flags: tuple[str, ...] = ()  # CPU features the device has that matter here
     resolve: Callable[[], tuple[str, str]] | None = None
     requires: Requirements = Requirements()
     enabled: bool = True
@@ -273,13 +311,16 @@ class Target:
 
 @dataclass
 class PassContext:
-    """What a pass gets: the model to transform and where to write the result."""
+    """What a pass gets: the model to transform and where to write the result.
+    `calibration_data` is the user's calibration set (`--calibration-data`: an .npz, or
+    a directory of them, one array per input name), for passes that calibrate."""
 
     input_path: Path
     output_path: Path
     target: Target
     options: Mapping[str, Any]
     work_dir: Path
+    calibration_data: Path | None = None
 
 
 @dataclass
@@ -313,6 +354,14 @@ class Pass:
     `options`, if set, is the dataclass schema of the pass's settings (see
     `onnxport.options`): the core checks each target's settings for the pass against it
     before any work, so a misspelt key fails at once, naming the known ones.
+
+    An `alternative` pass (INT8, fusion, fp16) makes a model that competes with the one
+    it started from instead of replacing it: both stay candidates, and the core ships the
+    fastest candidate that verifies (timed side by side at the target's batch sizes),
+    unless the run requires the pass (`PassOutcome.optional = False`, e.g. INT8 mode
+    "on"). `variants(target, level, calibrated)`, if set, returns the option sets to try
+    as separate candidates (each overlaid on the target's options) at an `--optimize`
+    level ("fast" or "thorough"); `calibrated` says the user gave calibration data.
     """
 
     name: str
@@ -322,6 +371,8 @@ class Pass:
     optional: bool = False
     accept: Callable[[Path, Path, PassContext], tuple[bool, str]] | None = None
     options: type | None = None
+    alternative: bool = False
+    variants: Callable[[Target, str, bool], list[Mapping[str, Any]]] | None = None
     requires: Requirements = Requirements()
     enabled: bool = True
     disabled_reason: str = ""
@@ -383,12 +434,12 @@ class Publisher:
 
 @dataclass(frozen=True)
 class StageEvent:
-    """A step of a conversion starting or finishing, for observers.
+    """A step of a conversion, a publish or a pull starting or finishing, for observers.
 
     `status` is "started", then "ok", "failed", "skipped" or "warning".
     """
 
-    stage: str  # "load", "export", "verify", or a pass name
+    stage: str  # "load", "export", "verify", a pass name, "publish", "pull"
     target: str | None
     status: str
     seconds: float = 0.0

@@ -188,6 +188,9 @@ def settings_to_json(settings: VerificationSettings) -> dict[str, Any]:
         "latency_runs": settings.latency_runs,
         "classifiers": sorted(settings.classifiers),
         "allow_nonfinite": settings.allow_nonfinite,
+        "dynamic_axes": {name: {str(axis): label for axis, label in axes.items()}
+                         for name, axes in settings.dynamic_axes.items()},
+        "axis_sizes": {label: list(sizes) for label, sizes in settings.axis_sizes.items()},
         "rule": "|onnx - source| <= atol + rtol * |source| for every element of every "
                 "output, at every batch checked",
     }
@@ -210,6 +213,11 @@ def settings_from_json(recorded: Mapping[str, Any], where: str = "the report"
             "latency_runs": int(recorded.get("latency_runs", 20)),
             "classifiers": frozenset(str(c) for c in recorded.get("classifiers") or ()),
             "allow_nonfinite": bool(recorded.get("allow_nonfinite", False)),
+            "dynamic_axes": {str(name): {int(axis): str(label)
+                                         for axis, label in axes.items()}
+                             for name, axes in (recorded.get("dynamic_axes") or {}).items()},
+            "axis_sizes": {str(label): tuple(int(s) for s in sizes)
+                           for label, sizes in (recorded.get("axis_sizes") or {}).items()},
         }
     except (TypeError, ValueError, IndexError, AttributeError) as exc:
         raise BadInput(f"{where}: verification_settings are not what onnxport writes "

@@ -57,3 +57,31 @@ def build(batch: int = 2):
         for name, shape in INPUTS.items()
     }
     return model, inputs, OUTPUTS
+
+
+def calibration_set(rows: int = 64, seed: int = 1):
+    """Inputs like the robot's for static INT8 calibration: costmaps of free space (0)
+    with obstacles (1), robot state and goal in their usual ranges. Built in code, so
+    nothing is downloaded; a real deployment calibrates on logged inputs."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    costmap = (rng.random((rows, 1, 50, 50)) < 0.15).astype(np.float32)
+    return {
+        "costmap_input": costmap,
+        "robot_state_input": rng.uniform(-1, 1, (rows, 9)).astype(np.float32),
+        "goal_relative_input": rng.uniform(-5, 5, (rows, 3)).astype(np.float32),
+        "costmap_metadata_input": rng.uniform(0, 1, (rows, 2)).astype(np.float32),
+    }
+
+
+if __name__ == "__main__":
+    import argparse
+
+    import numpy as np
+
+    parser = argparse.ArgumentParser(description="write the planner's calibration set")
+    parser.add_argument("--calibration", required=True, metavar="FILE.npz")
+    args = parser.parse_args()
+    np.savez(args.calibration, **calibration_set())
+    print(f"wrote {args.calibration}")

@@ -59,6 +59,7 @@ def _run(context):
 def onnxport_register_passes(register):
     register(Pass(
         options=FuseOptions,
+        alternative=True,
         name="fuse",
         description="onnxruntime's transformer optimizer: Attention, "
                     "EmbedLayerNormalization, SkipLayerNormalization, BiasGelu/FastGelu "

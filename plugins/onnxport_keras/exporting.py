@@ -45,7 +45,8 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
     import onnx
 
     opset = request.opset or DEFAULT_OPSET
-    specs = input_signature(loaded, request.dynamic_batch, tf)
+    axes = _dynamic_axes_of(loaded, request)
+    specs = input_signature(loaded, request.dynamic_batch, tf, axes)
     placeholders_out = [f"onnxport_output_{i}" for i in range(len(loaded.output_names))]
 
     def serve(*tensors):
@@ -71,6 +72,7 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
                      outputs=dict(zip(placeholders_out, loaded.output_names)))
     if request.dynamic_batch:
         name_batch_axis(model_proto)
+    _name_dynamic_axes(model_proto, axes)
     model_proto.doc_string = f"{loaded.description}, converted by onnxport with tf2onnx"
     model_proto.producer_version = tf2onnx.__version__  # tf2onnx appends its git hash
     path = Path(request.output_path)
@@ -87,6 +89,8 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
         warnings=_warnings(log),
         details={"tf2onnx": tf2onnx.__version__, "tensorflow": tf.__version__,
                  "dynamic_batch": request.dynamic_batch, "external_data": bool(external),
+                 **({"dynamic_axes": {n: {str(a): label for a, label in p.items()}
+                                      for n, p in axes.items()}} if axes else {}),
                  "ops": dict(sorted(op_histogram(model_proto).items()))})
 
 
@@ -176,9 +180,11 @@ CUSTOM_OPS = {
 }
 
 
-def input_signature(loaded: LoadedModel, dynamic_batch: bool, tf) -> list:
+def input_signature(loaded: LoadedModel, dynamic_batch: bool, tf,
+                    dynamic_axes: dict[str, dict[int, str]] | None = None) -> list:
     """One TensorSpec per input: the declared shape (None kept where the model leaves an
-    axis open), the batch axis None if dynamic, else the example's batch."""
+    axis open), the batch axis None if dynamic, else the example's batch, and None on
+    every dynamic axis."""
     specs = []
     shapes = loaded.details.get("input_shapes") or []
     for i, name in enumerate(loaded.input_names):
@@ -187,9 +193,35 @@ def input_signature(loaded: LoadedModel, dynamic_batch: bool, tf) -> list:
         shape = [*declared]
         if shape:
             shape[0] = None if dynamic_batch else int(example.shape[0])
+        for axis in (dynamic_axes or {}).get(name, {}):
+            if axis < len(shape):
+                shape[axis] = None
         specs.append(tf.TensorSpec(shape, tf.as_dtype(example.dtype),
                                    name=f"onnxport_input_{i}"))
     return specs
+
+
+def _dynamic_axes_of(loaded: LoadedModel, request: ExportRequest
+                     ) -> dict[str, dict[int, str]]:
+    """The loaded model's dynamic axes and any the export request declares, checked."""
+    from onnxport.flow.inputs import checked_dynamic_axes, normalized_dynamic_axes
+
+    merged = {name: dict(p) for name, p in (loaded.dynamic_axes or {}).items()}
+    for name, per_input in normalized_dynamic_axes(request.dynamic_axes).items():
+        merged.setdefault(name, {}).update(per_input)
+    if not merged:
+        return {}
+    shapes = {n: tuple(np.shape(loaded.example_inputs[n])) for n in loaded.input_names}
+    return checked_dynamic_axes(merged, shapes, request.dynamic_batch)
+
+
+def _name_dynamic_axes(model, axes: dict[str, dict[int, str]]) -> None:
+    """tf2onnx calls an unknown axis unk__N: give each dynamic axis its declared name."""
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        for axis, label in axes.get(value.name, {}).items():
+            if axis < len(dims) and not dims[axis].HasField("dim_value"):
+                dims[axis].dim_param = label
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from onnxport.errors import BadInput
+from onnxport.flow.inputs import checked_dynamic_axes
 from onnxport.records import InputSpec, LoadedModel, LoadRequest
 
 from .calling import (ARGUMENTS, KERAS, SAVED_MODEL, call_flat, call_keras,
@@ -73,6 +74,7 @@ def load(request: LoadRequest, backend: str = "keras") -> LoadedModel:
     flat = flatten_result(result, structure, keys)
     output_names = _output_names(model, structure, keys, len(flat), request.output_names)
     input_names = _renamed(plan["names"], request.input_names)
+    axes = _dynamic_axes(request, backend, input_names, example, None)
     return LoadedModel(
         backend=backend,
         framework="keras",
@@ -94,7 +96,38 @@ def load(request: LoadRequest, backend: str = "keras") -> LoadedModel:
             "safe_mode": not request.trust_code,
             "custom_objects": sorted(custom),
         },
+        dynamic_axes=axes,
     )
+
+
+def _dynamic_axes(request: LoadRequest, backend: str, names: list[str],
+                  example: list[np.ndarray], declared: list | None
+                  ) -> dict[str, dict[int, str]]:
+    """The user's dynamic axes, checked against the inputs. The keras backend traces them
+    as None in the input signature; a SavedModel only where its signature leaves the axis
+    open; the tflite backend, whose converter fixes every shape, refuses them."""
+    if not request.dynamic_axes:
+        return {}
+    axes = checked_dynamic_axes(request.dynamic_axes,
+                                {n: tuple(a.shape) for n, a in zip(names, example)},
+                                request.dynamic_batch)
+    listed = ", ".join(f"{n}:{a}={label}" for n, p in axes.items()
+                       for a, label in p.items())
+    if backend != "keras":
+        raise BadInput(f"the {backend} backend cannot keep the dynamic axes {listed}: it "
+                       "exports fixed shapes", "convert without --dynamic, or with the "
+                       "keras backend to ONNX")
+    for index, name in enumerate(names):
+        shape = declared[index] if declared and index < len(declared) else None
+        fixed = [f"{name}:{a}={label} (fixed at {shape[a]})"
+                 for a, label in axes.get(name, {}).items()
+                 if shape is not None and a < len(shape) and shape[a] is not None]
+        if fixed:
+            raise BadInput("the SavedModel's signature fixes the size of the dynamic axes "
+                           + ", ".join(fixed),
+                           "export it with None on those axes, or leave them out of "
+                           "--dynamic")
+    return axes
 
 
 # ----------------------------------------------------------------------------- files
@@ -197,11 +230,13 @@ def _load_saved_model(path: Path, request: LoadRequest, backend: str) -> LoadedM
     output_names = _output_names(None, "dict", details["output_keys"], len(outputs),
                                  request.output_names)
     input_names = _renamed(keys, request.input_names)
+    axes = _dynamic_axes(request, backend, input_names, example, shapes)
     return LoadedModel(
         backend=backend, framework="tensorflow", framework_version=tf.__version__,
         model=root, input_names=input_names, output_names=output_names,
         example_inputs=dict(zip(input_names, example)),
-        description=f"SavedModel signature {SIGNATURE}", details=details)
+        description=f"SavedModel signature {SIGNATURE}", details=details,
+        dynamic_axes=axes)
 
 
 # ----------------------------------------------------------------------------- inputs

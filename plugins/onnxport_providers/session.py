@@ -21,6 +21,8 @@ class OrtSession:
             ort.GraphOptimizationLevel, _LEVELS[options.graph_optimization_level])
         if options.threads:
             session_options.intra_op_num_threads = options.threads
+        if not options.spin_wait:
+            session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = set(ort.get_available_providers())
         wanted = [p for p in options.providers if p in available]
         if "CPUExecutionProvider" not in wanted:

@@ -20,11 +20,14 @@ DEFAULT_OPS = ("MatMul", "Gemm", "LSTM", "Attention", "Gather")
 def _quantize(mode: str, weight_type: str = "QInt8", *, reduce_range: bool,
               per_channel: bool = False) -> dict:
     return {"mode": mode, "weight_type": weight_type, "reduce_range": reduce_range,
-            "per_channel": per_channel, "op_types": list(DEFAULT_OPS),
-            "prefer": "speed"}
+            "per_channel": per_channel, "op_types": list(DEFAULT_OPS)}
 
 
-CPU_PASSES = ("simplify", "quantize")
+# simplify always (it replaces the model when it verifies); fuse and quantize make
+# alternatives (a fused transformer, an INT8 model) that compete with the model they
+# came from: the fastest that verifies ships, timed at the target's batch sizes.
+CPU_PASSES = ("simplify", "fuse", "quantize")
+SERVER_BATCHES = (1, 8)  # an inference service batches requests
 
 BUILTIN_TARGETS = [
     Target(
@@ -41,19 +44,27 @@ BUILTIN_TARGETS = [
                     "onnxruntime has it, else CPU; INT8 U8S8 kept only if faster",
         providers=("XnnpackExecutionProvider", "CPUExecutionProvider"),
         passes=CPU_PASSES,
+        machine="aarch64",
         options={"quantize": _quantize("auto", "QInt8", reduce_range=False)},
     ),
     Target(
         name="x86-avx2",
         description="x86-64 with AVX2, no VNNI: INT8 with 7-bit weights (reduce_range) "
-                    "against saturation, kept only if faster",
+                    "against saturation, kept only if faster at batch 1 and 8",
         passes=CPU_PASSES,
+        latency_batches=SERVER_BATCHES,
+        machine="x86_64",
+        cpu_flags=("avx2",),
         options={"quantize": _quantize("auto", "QInt8", reduce_range=True)},
     ),
     Target(
         name="x86-avx512-vnni",
-        description="x86-64 with AVX512-VNNI: INT8 U8S8 per channel, kept only if faster",
+        description="x86-64 with AVX512-VNNI: INT8 U8S8 per channel, kept only if faster "
+                    "at batch 1 and 8",
         passes=CPU_PASSES,
+        latency_batches=SERVER_BATCHES,
+        machine="x86_64",
+        cpu_flags=("avx512_vnni",),
         options={"quantize": _quantize("auto", "QInt8", reduce_range=False,
                                        per_channel=True)},
     ),

@@ -10,7 +10,8 @@ from onnxport.options import option, parse_options as parse
 
 MODES = ("off", "on", "auto")
 WEIGHT_TYPES = ("QInt8", "QUInt8")
-PREFER = ("speed", "size")
+METHODS = ("dynamic", "static")
+CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
 # What onnxruntime's dynamic (IntegerOps) quantization can turn into integer kernels.
 # Gemm is not in its registry, but quantize_dynamic rewrites every Gemm with alpha = beta
 # = 1 and transA = 0 into MatMul (+ Add) first, so those are quantized as MatMul.
@@ -23,7 +24,6 @@ NOT_DYNAMIC = {
            "DynamicQuantizeLSTM); GRU stays fp32",
     "RNN": "onnxruntime has no dynamic INT8 RNN kernel; RNN stays fp32",
 }
-DEFAULT_MARGIN = 0.05  # INT8 must be at least 5% faster to be kept in mode auto
 
 
 def _op_types(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -44,7 +44,8 @@ def _op_types(names: tuple[str, ...]) -> tuple[str, ...]:
 class QuantizeOptions:
     # a target that lists the pass without a mode: INT8 where it pays
     mode: str = option("auto", choices=MODES, help="off, on (INT8 ships within its "
-                       "budget) or auto (only where it is also faster here)")
+                       "budget) or auto (an INT8 candidate competes with fp32: the "
+                       "faster one that verifies ships)")
     weight_type: str = option("QInt8", choices=WEIGHT_TYPES, help="int8 or uint8 weights")
     per_channel: bool = option(False, help="one scale per output channel")
     # 7-bit weights unless a target knows its CPU has no U8S8 saturation (ARM64, VNNI):
@@ -53,12 +54,15 @@ class QuantizeOptions:
                                 "without VNNI)")
     op_types: tuple[str, ...] = option(DEFAULT_OPS, convert=_op_types,
                                        help="op types to quantize (Conv only if listed)")
-    prefer: str = option("speed", choices=PREFER, help="what mode auto decides by")
     pre_process: bool = option(True, help="onnxruntime's quant_pre_process first")
-    speed_margin: float = option(DEFAULT_MARGIN, minimum=0, below=1,
-                                 help="how much faster INT8 must be in mode auto")
-    threads: int = option(1, minimum=1, help="intra-op threads of the side-by-side "
-                          "timing in mode auto")
+    method: str = option("dynamic", choices=METHODS,
+                         help="dynamic (weights INT8, activations at run time) or static "
+                              "(QDQ, activations calibrated ahead)")
+    calibrate_method: str = option("minmax", choices=CALIBRATE_METHODS,
+                                   help="static: how activation ranges are calibrated")
+    calibration_samples: int = option(16, minimum=1,
+                                      help="static: samples drawn for a synthetic "
+                                           "calibration (without --calibration-data)")
 
     @property
     def conv_included(self) -> bool:

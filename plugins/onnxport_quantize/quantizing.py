@@ -65,6 +65,7 @@ def _quantize(context: PassContext, options: QuantizeOptions) -> PassOutcome:
     external = bool(describe_model(source).external_data)
     settings: dict[str, Any] = {
         "mode": options.mode,
+        "method": options.method,
         "weight_type": options.weight_type,
         "activation_type": "QUInt8",  # dynamic quantization: always uint8 activations
         "per_channel": options.per_channel,
@@ -82,16 +83,31 @@ def _quantize(context: PassContext, options: QuantizeOptions) -> PassOutcome:
         settings["not_quantized"] = dict(plan.ignored)
     if not plan.candidates:
         return _nothing_to_quantize(source, model, options, settings)
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    warnings = list(plan.ignored.values())
+    if options.method == "static":
+        from .static import quantize_static_qdq, static_op_types
 
-    with _quiet():
-        quantize_dynamic(
-            str(prepared), str(output), op_types_to_quantize=plan.ort_op_types,
-            per_channel=options.per_channel, reduce_range=options.reduce_range,
-            weight_type=QuantType[options.weight_type], nodes_to_exclude=plan.exclude,
-            use_external_data_format=external,
-            extra_options={"MatMulConstBOnly": True})
-    quantized = count_quantized(onnx.load(str(output), load_external_data=False), plan)
+        settings.update(method="static", format="QDQ",
+                        op_types=static_op_types(options))
+        with _quiet():
+            extra, notes = quantize_static_qdq(prepared, output, options,
+                                               context.calibration_data, external,
+                                               plan.exclude)
+        settings.update(extra)
+        warnings += notes
+        quantized = count_qdq(onnx.load(str(output), load_external_data=False))
+    else:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with _quiet():
+            quantize_dynamic(
+                str(prepared), str(output), op_types_to_quantize=plan.ort_op_types,
+                per_channel=options.per_channel, reduce_range=options.reduce_range,
+                weight_type=QuantType[options.weight_type], nodes_to_exclude=plan.exclude,
+                use_external_data_format=external,
+                extra_options={"MatMulConstBOnly": True})
+        quantized = count_quantized(onnx.load(str(output), load_external_data=False),
+                                    plan)
     if not quantized:
         return _nothing_to_quantize(source, model, options, settings)
     before = describe_model(source).size_bytes
@@ -101,7 +117,6 @@ def _quantize(context: PassContext, options: QuantizeOptions) -> PassOutcome:
         "size_bytes": {"before": before, "after": after},
         "size_ratio": round(after / before, 3),
     })
-    warnings = list(plan.ignored.values())
     if options.weight_type == "QInt8" and not options.reduce_range and u8s8_saturates_here():
         warnings.append(
             "this machine is x86-64 without VNNI, where onnxruntime's uint8 x int8 "
@@ -178,6 +193,18 @@ def count_quantized(model, plan: Plan) -> dict[str, int]:
         elif (node.op_type == "Gather" and plan.candidates.get(node.name) == "Gather"
               and weights.get(node.input[0]) in (2, 3)):  # UINT8, INT8
             counts["Gather"] += 1
+    return dict(counts)
+
+
+def count_qdq(model) -> dict[str, int]:
+    """Quantized ops of a QDQ model: those whose weight input is dequantized."""
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear"
+                   for o in n.output}
+    counts: Counter[str] = Counter()
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "MatMul", "Gemm") and len(node.input) > 1 and \
+                node.input[1] in dequantized:
+            counts[node.op_type] += 1
     return dict(counts)
 
 

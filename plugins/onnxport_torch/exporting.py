@@ -13,6 +13,7 @@ import logging
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,6 +34,11 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
         raise BadInput("a .pt2 ExportedProgram can only be exported with the dynamo "
                        "exporter", "drop --exporter torchscript")
     args = tuple(torch.from_numpy(loaded.example_inputs[n]) for n in loaded.input_names)
+    axes = dynamic_axes_of(loaded, request)
+    if axes and is_program:
+        raise BadInput("a .pt2 ExportedProgram keeps the shapes it was exported with, so "
+                       "its axes cannot be made dynamic here",
+                       "export the program with dynamic_shapes, or convert the nn.Module")
     binding, arguments = binding_of(loaded)
     by_name = binding == KEYWORD and not is_program
     path = Path(request.output_path)
@@ -47,15 +53,16 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
             if exporter == "dynamo":
                 kwargs = dict(zip(arguments, args)) if by_name else None
                 _export_dynamo(model, () if by_name else args, kwargs, path, loaded,
-                               request, is_program, external)
+                               request, is_program, external, axes, arguments)
             else:
                 with _forward_by_name(model, arguments) if by_name \
                         else contextlib.nullcontext():
-                    _export_torchscript(model, args, path, loaded, request, external)
+                    _export_torchscript(model, args, path, loaded, request, external,
+                                        axes)
         except (BadInput, ExportFailed):
             raise
         except Exception as exc:
-            raise translate_export_error(exc, exporter, request.opset) from exc
+            raise translate_export_error(exc, exporter, request.opset, axes) from exc
     written = _inputs_in_order(path, loaded.input_names)
     opset = next((o.version for o in written.opset_import
                   if o.domain in ("", "ai.onnx")), 0)
@@ -64,19 +71,53 @@ def export(loaded: LoadedModel, request: ExportRequest) -> ExportResult:
         path=path, exporter=exporter, opset=opset, files=side_files,
         warnings=_relevant_warnings(caught),
         details={"torch": torch.__version__, "external_data": external,
-                 "dynamic_batch": request.dynamic_batch})
+                 "dynamic_batch": request.dynamic_batch,
+                 **({"dynamic_axes": {n: {str(a): label for a, label in p.items()}
+                                      for n, p in axes.items()}} if axes else {})})
+
+
+def dynamic_axes_of(loaded: LoadedModel, request: ExportRequest
+                    ) -> dict[str, dict[int, str]]:
+    """The axes beyond the batch to keep symbolic: the loaded model's (the user's, checked
+    when loading, and any its backend inferred) and any the export request declares,
+    checked against the inputs."""
+    from onnxport.flow.inputs import checked_dynamic_axes, normalized_dynamic_axes
+
+    merged = {name: dict(p) for name, p in (loaded.dynamic_axes or {}).items()}
+    for name, per_input in normalized_dynamic_axes(request.dynamic_axes).items():
+        merged.setdefault(name, {}).update(per_input)
+    shapes = {n: tuple(loaded.example_inputs[n].shape) for n in loaded.input_names}
+    return checked_dynamic_axes(merged, shapes, request.dynamic_batch)
 
 
 def _export_dynamo(model, args, kwargs, path: Path, loaded: LoadedModel,
-                   request: ExportRequest, is_program: bool, external: bool) -> None:
+                   request: ExportRequest, is_program: bool, external: bool,
+                   axes: dict[str, dict[int, str]] | None = None,
+                   arguments: list[str] | None = None) -> None:
     """`kwargs` (forward()'s argument name -> tensor, in the ONNX input order) when the
     inputs are passed by name: torch.export keeps the dict's order, and each ONNX input
-    feeds the parameter of its name."""
+    feeds the parameter of its name. Every axis name is one `torch.export.Dim`, shared
+    by the inputs that declare it, so they vary together."""
     dynamic_shapes = None
-    if request.dynamic_batch and not is_program:
-        batch = torch.export.Dim("batch", min=1, max=1 << 20)
-        dynamic_shapes = (_keyword_dynamic_shapes(model, kwargs, batch) if kwargs
-                          else tuple({0: batch} for _ in args))
+    axes = axes or {}
+    if (request.dynamic_batch or axes) and not is_program:
+        dims: dict[str, Any] = {}
+
+        def dim(label: str):
+            if label not in dims:
+                dims[label] = torch.export.Dim(label, min=1, max=1 << 20)
+            return dims[label]
+
+        per_input = []
+        for name in loaded.input_names:
+            spec = {0: dim("batch")} if request.dynamic_batch else {}
+            spec.update({axis: dim(label) for axis, label in axes.get(name, {}).items()})
+            per_input.append(spec or None)
+        if kwargs:
+            by_argument = dict(zip(arguments or list(kwargs), per_input))
+            dynamic_shapes = _keyword_dynamic_shapes(model, kwargs, by_argument)
+        else:
+            dynamic_shapes = tuple(per_input)
     program = torch.onnx.export(
         model, args, kwargs=kwargs, dynamo=True, verbose=False,
         input_names=loaded.input_names,
@@ -86,11 +127,15 @@ def _export_dynamo(model, args, kwargs, path: Path, loaded: LoadedModel,
 
 
 def _export_torchscript(model, args, path: Path, loaded: LoadedModel,
-                        request: ExportRequest, external: bool) -> None:
+                        request: ExportRequest, external: bool,
+                        axes: dict[str, dict[int, str]] | None = None) -> None:
     dynamic_axes = None
-    if request.dynamic_batch:
-        dynamic_axes = {name: {0: "batch"}
+    axes = axes or {}
+    if request.dynamic_batch or axes:
+        batch = {0: "batch"} if request.dynamic_batch else {}
+        dynamic_axes = {name: {**batch, **axes.get(name, {})}
                         for name in [*loaded.input_names, *loaded.output_names]}
+        dynamic_axes = {name: spec for name, spec in dynamic_axes.items() if spec}
     torch.onnx.export(
         model, args, str(path), dynamo=False, verbose=False,
         input_names=loaded.input_names, output_names=loaded.output_names,
@@ -103,17 +148,17 @@ def _export_torchscript(model, args, path: Path, loaded: LoadedModel,
                         size_threshold=1024)
 
 
-def _keyword_dynamic_shapes(model, kwargs: dict, batch) -> dict:
+def _keyword_dynamic_shapes(model, kwargs: dict, by_argument: dict) -> dict:
     """dynamic_shapes for inputs passed by name, shaped as torch.export binds them to
     forward(): a named parameter by its name, the ones **kwargs collects under its
-    name."""
+    name. `by_argument` holds each argument's {axis: Dim} (None: static)."""
     signature = inspect.signature(model.forward)
     shapes: dict = {}
     for name, value in signature.bind(**kwargs).arguments.items():
         if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
-            shapes[name] = {key: {0: batch} for key in value}
+            shapes[name] = {key: by_argument.get(key) for key in value}
         else:
-            shapes[name] = {0: batch}
+            shapes[name] = by_argument.get(name)
     return shapes
 
 
@@ -173,7 +218,8 @@ def _inputs_in_order(path: Path, names: list[str]):
     return model
 
 
-def translate_export_error(exc: Exception, exporter: str, opset: int | None) -> Exception:
+def translate_export_error(exc: Exception, exporter: str, opset: int | None,
+                           axes: dict[str, dict[int, str]] | None = None) -> Exception:
     """The common export failures, in words a user can act on: an unsupported operator
     (named, with the opset or exporter that has it), data-dependent control flow (where,
     and what to write instead), a batch size fixed inside the model, and input or output
@@ -230,6 +276,15 @@ def translate_export_error(exc: Exception, exporter: str, opset: int | None) -> 
         return ExportFailed(
             f"the model has data-dependent control flow{at}: the {exporter} exporter "
             "cannot trace a Python branch or loop on tensor values", fix)
+
+    fixed = _fixed_axes(text, axes or {})
+    if fixed and re.search(r"Constraints violated|specializ|not dynamic|not in VR\[",
+                           text, re.IGNORECASE):
+        return ExportFailed(
+            f"the model fixes the size of the dynamic ax{'i' if len(fixed) == 1 else 'e'}s "
+            f"{', '.join(fixed)}{at}, so it cannot be exported varying ({summary})",
+            "use x.shape[AXIS] (or -1 in reshape) instead of a constant for that size in "
+            "the model, or leave the axis out of --dynamic")
 
     if _lost_batch(text):
         return ExportFailed(
@@ -428,6 +483,16 @@ def _dynamo_has(names: list[str]) -> bool:
         if overload is not None and registry.is_registered(overload):
             return True
     return False
+
+
+def _fixed_axes(text: str, axes: dict[str, dict[int, str]]) -> list[str]:
+    """The declared axes (`input:axis=name`) whose name torch's error mentions."""
+    found = []
+    for name, per_input in axes.items():
+        for axis, label in per_input.items():
+            if re.search(rf"\b{re.escape(label)}\b", text):
+                found.append(f"{name}:{axis}={label}")
+    return found
 
 
 def _lost_batch(text: str) -> bool:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from onnxport.errors import BadInput
+from onnxport.flow.inputs import checked_dynamic_axes
 from onnxport.records import InputSpec, LoadedModel, LoadRequest
 
 from .binding import KEYWORD, POSITIONAL, Signature, call, signature_of
@@ -34,6 +35,12 @@ def load(request: LoadRequest) -> LoadedModel:
         model = source.value
     example = source.example_inputs
     if isinstance(model, torch.export.ExportedProgram):
+        if request.dynamic_axes:
+            raise BadInput(
+                "a .pt2 ExportedProgram keeps the shapes it was exported with, so the "
+                "dynamic axes " + _axes_text(request.dynamic_axes) + " cannot be added",
+                "export the program with those axes in dynamic_shapes, or convert the "
+                "nn.Module (a factory) with --dynamic")
         if source.weights is not None:
             raise BadInput("--weights does not apply to a .pt2 ExportedProgram, which "
                            "carries its own weights")
@@ -58,8 +65,12 @@ def load(request: LoadRequest) -> LoadedModel:
     outputs = _dry_run(callable_model, tensors, names, class_name, binding)
     output_names = _output_names(outputs, request.output_names)
     input_names = _renamed(names, request.input_names)
+    axes = checked_dynamic_axes(request.dynamic_axes,
+                                {n: tuple(t.shape) for n, t in zip(input_names, tensors)},
+                                request.dynamic_batch)
     if request.dynamic_batch:
         tensors = _batched_for_export(tensors, input_names, request.example_batch)
+    tensors = _sized_for_export(tensors, input_names, axes)
     return LoadedModel(
         backend="torch",
         framework="torch",
@@ -71,6 +82,7 @@ def load(request: LoadRequest) -> LoadedModel:
         description=class_name,
         details={"parameters": sum(p.numel() for p in model.parameters()),
                  "forward_arguments": names, "binding": binding},
+        dynamic_axes=axes,
     )
 
 
@@ -303,6 +315,24 @@ def _batched_for_export(tensors: list[torch.Tensor], names: list[str],
     if current >= 2:
         return tensors
     return [t.repeat(batch, *([1] * (t.dim() - 1))) for t in tensors]
+
+
+def _sized_for_export(tensors: list[torch.Tensor], names: list[str],
+                      axes: dict[str, dict[int, str]]) -> list[torch.Tensor]:
+    """torch.export specialises a size of 1: a dynamic axis the example has once is
+    traced twice (the example repeated along it)."""
+    sized = []
+    for name, tensor in zip(names, tensors):
+        for axis in axes.get(name, {}):
+            if tensor.shape[axis] < 2:
+                tensor = torch.cat([tensor, tensor], dim=axis)
+        sized.append(tensor)
+    return sized
+
+
+def _axes_text(axes) -> str:
+    return ", ".join(f"{name}:{axis}={label}" for name, per_input in axes.items()
+                     for axis, label in per_input.items())
 
 
 def _program_input_names(program) -> list[str]:

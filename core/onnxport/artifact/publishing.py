@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import urlparse
 
 from onnxport.artifact.names import checked_name
@@ -20,8 +20,10 @@ from onnxport.artifact.reading import (MANIFEST, Artifact, confined, integrity_p
                                        open_artifact)
 from onnxport.artifact.committing import OutputLock, Staging, check_output_dir
 from onnxport.errors import BadInput, VerificationFailed
+from onnxport.flow.stages import stage_events
 from onnxport.host import PluginHost
 from onnxport.records import Publisher, PublishRequest, PublishResult
+from onnxport.report.formatting import human_bytes
 
 REPORT_FILES = ("report.json", "report.html", "report.md")
 
@@ -78,25 +80,42 @@ def publisher_for(host: PluginHost, uri: str) -> Publisher:
 
 
 def publish(artifact: Path, uri: str, host: PluginHost,
-            options: Mapping[str, Any] | None = None) -> PublishResult:
+            options: Mapping[str, Any] | None = None, observers: Iterable[Any] = ()
+            ) -> PublishResult:
+    """Check the artifact, then hand it to the publisher of the URI's scheme; the upload
+    is a stage `publish` that `observers` (a progress display) see start and finish."""
     checked = checked_artifact(Path(artifact))
     manifests = [t.manifest for t in checked.targets]
     name = (checked.report or {}).get("name") or manifests[0].get("name")
     name = checked_name(name, "the artifact's name")
     publisher = publisher_for(host, uri)
-    return publisher.publish(PublishRequest(
-        artifact=checked.root, uri=uri, name=name, manifests=manifests,
-        options=dict(options or {}), files=artifact_files(checked)))
+    files = artifact_files(checked)
+    size = sum((checked.root / f).stat().st_size for f in files)
+    with stage_events(host.view(observers=observers), "publish", None, {},
+                      f"{len(files)} files, {human_bytes(size)}, to {uri}") as note:
+        result = publisher.publish(PublishRequest(
+            artifact=checked.root, uri=uri, name=name, manifests=manifests,
+            options=dict(options or {}), files=files))
+        note["detail"] = f"{human_bytes(size)} {'sent' if result.created else 'already there'}"
+    return result
 
 
-def pull(uri: str, destination: Path, host: PluginHost, overwrite: bool = False) -> Path:
+def pull(uri: str, destination: Path, host: PluginHost, overwrite: bool = False,
+         observers: Iterable[Any] = ()) -> Path:
+    """Fetch into a staging directory, check every file, then move it into place; the
+    download is a stage `pull` that `observers` see start and finish."""
     destination = Path(destination)
     publisher = publisher_for(host, uri)
     if publisher.pull is None:
         raise BadInput(f"the {publisher.name} publisher cannot pull artifacts back")
     with OutputLock(destination):
         check_output_dir(destination, overwrite)
-        return _pull_into(publisher, uri, Staging(destination))
+        with stage_events(host.view(observers=observers), "pull", None, {},
+                          f"from {uri}") as note:
+            path = _pull_into(publisher, uri, Staging(destination))
+            note["detail"] = human_bytes(sum(p.stat().st_size for p in path.rglob("*")
+                                             if p.is_file() and not p.is_symlink()))
+        return path
 
 
 def _pull_into(publisher: Publisher, uri: str, staging: Staging) -> Path:

@@ -18,17 +18,17 @@ def configure(p) -> None:
     p.add_argument("--providers", metavar="A,B",
                    help="execution providers, each benched as its own row (default: the "
                    "target's, or CPUExecutionProvider for a bare .onnx)")
-    p.add_argument("--batch", type=int, help="batch size of the inputs (default 1, or the "
+    p.add_argument("--batch", type=int, metavar="N", help="batch size of the inputs (default 1, or the "
                    "model's fixed batch)")
-    p.add_argument("--threads", type=int, help="intra-op threads for every row (default: "
+    p.add_argument("--threads", type=int, metavar="N", help="intra-op threads for every row (default: "
                    "every CPU this process may use)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (10)")
-    p.add_argument("--runs", type=int, default=100, help="timed runs (100)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (0)")
+    p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs first (10)")
+    p.add_argument("--runs", type=int, default=100, metavar="N", help="timed runs (100)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random inputs (0)")
     p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",
                    help="the full shape of an input whose axes the model leaves free "
                    "(repeatable)")
-    p.add_argument("--source", help="also bench this source (a factory or model file) "
+    p.add_argument("--source", metavar="SOURCE", help="also bench this source (a factory or model file) "
                    "in its framework's runner")
     p.add_argument("--with-source", action="store_true",
                    help="also bench the source the artifact's manifest records (runs "
@@ -36,8 +36,11 @@ def configure(p) -> None:
     p.add_argument("--trust-code", action="store_true",
                    help="allow --with-source to run the manifest's source (only for "
                    "artifacts you made yourself or fully trust)")
-    p.add_argument("--weights", type=Path, help="weights for the source (default: the "
+    p.add_argument("--weights", type=Path, metavar="FILE", help="weights for the source (default: the "
                    "manifest's)")
+    p.add_argument("--budget", metavar="MS",
+                   help="a real-time budget: each row's p99 must fit in MS milliseconds "
+                   "(exit 3 if one does not); measure it on the device itself")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -58,17 +61,35 @@ def run(args) -> int:
         providers=names(args.providers) or (), source=args.source,
         with_source=args.with_source, weights=args.weights,
         trust_code=args.trust_code)
+    budget = None
+    if args.budget is not None:
+        from onnxport.flow.budget import parse_budget
+
+        budget = parse_budget(args.budget)[0]
     feeds, batch = make_feeds(infos, shapes, ranges, dynamic, settings)
     results = run_bench(cases, feeds, batch, settings, args.host)
+    verdicts = {r.label: (r.latency_ms or {}).get("p99", float("inf")) <= budget
+                for r in results if not r.error} if budget is not None else {}
     if args.json:
-        print(json.dumps(bench_json(results, settings, batch), indent=2))
+        data = bench_json(results, settings, batch)
+        if budget is not None:
+            data["budget"] = {"p99_ms": budget, "met": verdicts}
+        print(json.dumps(data, indent=2))
     else:
         print(bench_table(results, settings, batch))
+        for label, met in verdicts.items():
+            print(f"{label}: p99 budget {budget:g} ms at batch {batch}: "
+                  f"{'met' if met else 'MISSED'}")
     failed = [r for r in results if r.error]
     if failed:
         print(f"onnxport: error: {failed[0].label} could not be measured: "
               f"{failed[0].error}", file=sys.stderr)
         return ExitCode.BAD_INPUT
+    missed = [label for label, met in verdicts.items() if not met]
+    if missed:
+        print(f"onnxport: error: {missed[0]} misses the {budget:g} ms p99 budget at batch "
+              f"{batch}", file=sys.stderr)
+        return ExitCode.VERIFICATION_FAILED
     return ExitCode.OK
 
 

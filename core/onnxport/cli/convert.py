@@ -58,6 +58,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-names", metavar="A,B", help="name the ONNX outputs, in order")
     p.add_argument("--static-batch", action="store_true",
                    help="keep the example's batch size fixed instead of a dynamic axis")
+    p.add_argument("--dynamic", action="append", default=[],
+                   metavar="NAME:AXIS[=AXIS_NAME]",
+                   help="an axis beyond the batch that varies, e.g. "
+                   "input_ids:1=sequence (repeatable; inputs sharing an AXIS_NAME vary "
+                   "together); exported symbolic and verified at two sizes")
     p.add_argument("--external-data", action="store_true", default=None,
                    help="keep weights in a .data file beside the model (automatic "
                    "above 2 GB, the protobuf limit)")
@@ -68,6 +73,14 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="INT8 dynamic quantization for every target: off, on (fail if "
                    "the INT8 budget is not met), auto (keep INT8 only if it meets the "
                    "budget and is faster here); default: each target's own")
+    p.add_argument("--optimize", choices=("fast", "thorough"), default="fast",
+                   help="how many candidates each target tries: fast (the first export "
+                   "route that verifies; each pass's own settings) or thorough (every "
+                   "route; static and per-channel INT8 too); the fastest that verifies "
+                   "ships")
+    p.add_argument("--calibration-data", type=Path, metavar="FILE.npz|DIR",
+                   help="real inputs for static INT8 (one array per input name; a "
+                   "directory: every .npz in it): makes static QDQ INT8 a candidate")
     p.add_argument("--pass-option", action="append", default=[], metavar="PASS.KEY=VALUE",
                    help="set one option of a pass for every target, e.g. "
                    "quantize.weight_type=QUInt8 (repeatable; VALUE is parsed as TOML)")
@@ -97,6 +110,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     v.add_argument("--allow-nonfinite", action="store_true",
                    help="NaN/inf in the source's outputs are expected: pass where the "
                    "candidate has them in the same places (the report says so)")
+    v.add_argument("--latency-budget", metavar="MS[@BATCH]",
+                   help="a real-time budget: the shipped model's p99 at that batch (default "
+                   "1) must fit in MS milliseconds; the report says whether it does, and "
+                   "on which machine (a target may set its own)")
+    v.add_argument("--require-budget", action="store_true",
+                   help="fail the run (exit 3) when a target misses its latency budget")
     v.add_argument("--latency-runs", type=int, default=20, metavar="N",
                    help="timed runs per model for the latency figures (0 skips)")
     v.add_argument("--threads", type=int, metavar="N",
@@ -141,32 +160,36 @@ def publish_options(args) -> dict:
 
 
 def run(args) -> int:
-    from onnxport.cli.progress import TerminalProgress
+    from onnxport.cli.progress import progress_observers
     from onnxport.flow.building import build_request
-    from onnxport.flow.inputs import parse_input_spec, parse_range
+    from onnxport.flow.inputs import dynamic_axes_from, parse_input_spec, parse_range
 
     request = build_request(
         args.source, output=args.output, weights=args.weights, name=args.name,
         backend=args.backend, exporter=args.exporter, opset=args.opset,
         inputs=[parse_input_spec(s) for s in args.input],
         input_names=names(args.input_names), output_names=names(args.output_names),
-        dynamic_batch=not args.static_batch, external_data=args.external_data,
-        targets=args.target or ("cpu",), quantize=args.quantize,
+        dynamic_batch=not args.static_batch,
+        dynamic_axes=dynamic_axes_from(args.dynamic), external_data=args.external_data,
+        targets=args.target or ("cpu",), quantize=args.quantize, optimize=args.optimize,
+        calibration_data=args.calibration_data,
         pass_options=parse_pass_options(args.pass_option), config=args.config,
         enable=args.enable, trust_code=args.trust_code, overwrite=args.overwrite,
         keep_failed=args.keep_failed or args.diagnose,
-        custom_objects=args.custom_object or None, seed=args.seed, data=args.data,
+        custom_objects=args.custom_object or None, backend_options=plugin_options(args),
+        seed=args.seed, data=args.data,
         batch_sizes=ints(args.batch_sizes, "--batch-sizes"),
         input_ranges=dict(parse_range(r) for r in args.input_range),
         atol=args.atol, rtol=args.rtol,
         output_tolerances=dict(parse_tolerance(t) for t in args.tolerance),
         latency_runs=args.latency_runs, threads=args.threads,
         classifiers=args.classifier, allow_nonfinite=args.allow_nonfinite,
+        latency_budget=args.latency_budget, require_budget=args.require_budget,
         made_by={"command": shlex.join(["onnxport", *map(redact, args.argv)]),
                  "cwd": str(Path.cwd())})
     if args.timeout is not None and args.timeout < 0:
         raise BadInput(f"--timeout {args.timeout}: must be a number of seconds >= 0")
-    observers = [] if args.quiet or not sys.stderr.isatty() else [TerminalProgress()]
+    observers = progress_observers(args)
     if args.in_process or args.diagnose or args.embedded:
         output = _convert_here(args, request, observers)
     else:
@@ -174,7 +197,7 @@ def run(args) -> int:
     for uri in args.publish:
         from onnxport.cli.publishing import print_published, publish_to
 
-        print_published(publish_to(args, output, uri))
+        print_published(publish_to(args, output, uri, observers))
     return ExitCode.OK
 
 
@@ -240,6 +263,9 @@ def _print_diagnosed(args, result) -> None:
         from onnxport.artifact.writing import write_json
 
         write_json(result.output / "diagnosis.json", data)
+        from onnxport.report.html import rewrite_html
+
+        rewrite_html(result.output)
     if args.json:
         print(json.dumps({**result.report, "diagnosis": data}, indent=2, default=str))
         return

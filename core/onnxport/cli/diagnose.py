@@ -23,16 +23,16 @@ def configure(p) -> None:
                    "artifacts you made yourself or fully trust)")
     p.add_argument("--target", action="append", default=[], metavar="NAME",
                    help="diagnose only this target of the artifact (repeatable)")
-    p.add_argument("--batch", type=int, default=1,
+    p.add_argument("--batch", type=int, default=1, metavar="N",
                    help="batch size of the inputs for a bare .onnx (default 1)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=int, default=0, metavar="N",
                    help="seed of the random inputs for a bare .onnx (0)")
     p.add_argument("--data", type=Path, metavar="FILE.npz",
                    help="inputs for a bare .onnx: one array per input name")
-    p.add_argument("--atol", type=float, help="absolute tolerance for every tensor "
+    p.add_argument("--atol", type=float, metavar="X", help="absolute tolerance for every tensor "
                    "(default: the failing output's budget)")
-    p.add_argument("--rtol", type=float, help="relative tolerance for every tensor")
-    p.add_argument("--threads", type=int, help="intra-op threads for every runner")
+    p.add_argument("--rtol", type=float, metavar="X", help="relative tolerance for every tensor")
+    p.add_argument("--threads", type=int, metavar="N", help="intra-op threads for every runner")
     p.add_argument("--all", action="store_true", help="list every compared tensor")
     p.add_argument("--json", action="store_true", help="print JSON")
 

@@ -82,6 +82,8 @@ def target_listing(host: PluginHost) -> list[dict[str, Any]]:
             "passes": list(target.passes),
             "quantize": dict(target.options.get("quantize", {})),
             "opset": [target.opset_min, target.opset_max],
+            "latency_batches": list(target.latency_batches),
+            "prefer": target.prefer,
             "tolerance": to_json(target.tolerance),
             "quantized_tolerance": to_json(target.quantized_tolerance),
             "resolves_to": picks,
@@ -111,7 +113,8 @@ def _configure_plugins(p) -> None:
 
 def _run_plugins(args) -> int:
     listing = plugin_listing(args.host)
-    print(json.dumps(listing, indent=2) if args.json else plugin_table(listing))
+    print(json.dumps({"format": "onnxport-plugins/1", **listing}, indent=2) if args.json
+          else plugin_table(listing))
     return ExitCode.OK
 
 
@@ -128,7 +131,8 @@ def _run_targets(args) -> int:
     found = find_config(args.config)
     host = configured(args.host, found[0] if found else None)
     listing = target_listing(host)
-    print(json.dumps(listing, indent=2) if args.json else target_table(listing))
+    print(json.dumps({"format": "onnxport-targets/1", "targets": listing}, indent=2)
+          if args.json else target_table(listing))
     return ExitCode.OK
 
 

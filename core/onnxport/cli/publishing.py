@@ -10,10 +10,10 @@ from onnxport.errors import ExitCode
 from onnxport.records import Command
 
 
-def publish_to(args, artifact: Path, uri: str):
+def publish_to(args, artifact: Path, uri: str, observers=()):
     from onnxport.artifact.publishing import publish
 
-    return publish(artifact, uri, args.host, publish_options(args))
+    return publish(artifact, uri, args.host, publish_options(args), observers)
 
 
 def print_published(result) -> None:
@@ -29,8 +29,11 @@ def _configure_publish(p) -> None:
 
 
 def _run_publish(args) -> int:
+    from onnxport.cli.progress import progress_observers
+
+    observers = progress_observers(args)
     for uri in args.to:
-        print_published(publish_to(args, args.artifact, uri))
+        print_published(publish_to(args, args.artifact, uri, observers))
     return ExitCode.OK
 
 
@@ -43,7 +46,10 @@ def _configure_pull(p) -> None:
 def _run_pull(args) -> int:
     from onnxport.artifact.publishing import pull
 
-    path = pull(args.uri, args.output, args.host, overwrite=args.overwrite)
+    from onnxport.cli.progress import progress_observers
+
+    path = pull(args.uri, args.output, args.host, overwrite=args.overwrite,
+                observers=progress_observers(args))
     print(f"pulled {args.uri} into {path}")
     return ExitCode.OK
 

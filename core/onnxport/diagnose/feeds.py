@@ -16,11 +16,19 @@ from onnxport.flow.inputs import load_npz, random_inputs
 def recorded_feeds(batch: Mapping[str, Any], settings, dynamic_batch: bool
                    ) -> dict[str, np.ndarray]:
     """The exact inputs verification used for one recorded batch (same seed, shapes,
-    ranges, or the same rows of the user's data)."""
+    sizes of the dynamic axes, ranges, or the same rows of the user's data)."""
     label = batch["label"]
     described = batch["inputs"]
-    infos = [TensorInfo(name, (["batch"] + list(d["shape"][1:])) if dynamic_batch
-                        else list(d["shape"]), d["dtype"]) for name, d in described.items()]
+    axes = getattr(settings, "dynamic_axes", None) or {}
+    infos, sizes = [], {}
+    for name, d in described.items():
+        shape = list(d["shape"])
+        dims: list = (["batch"] + shape[1:]) if dynamic_batch else list(shape)
+        for axis, axis_name in axes.get(name, {}).items():
+            if axis < len(shape):
+                dims[axis] = axis_name
+                sizes[axis_name] = int(shape[axis])
+        infos.append(TensorInfo(name, dims, d["dtype"]))
     if label.startswith("data"):
         if settings.data is None:
             raise BadInput("the conversion verified on user data (--data) that was not "
@@ -30,7 +38,7 @@ def recorded_feeds(batch: Mapping[str, Any], settings, dynamic_batch: bool
     rows = next(iter(described.values()))["shape"][0] if described else None
     return random_inputs(infos, rows if dynamic_batch else None, settings.seed,
                          {n: d["shape"] for n, d in described.items()},
-                         settings.input_ranges)
+                         settings.input_ranges, sizes)
 
 
 def model_feeds(path: Path, batch: int, seed: int, data: Path | None,

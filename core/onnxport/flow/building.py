@@ -13,7 +13,9 @@ from typing import Any, Iterable, Mapping
 from onnxport.artifact.names import checked_name
 from onnxport.conversion import ConversionRequest, VerificationSettings
 from onnxport.errors import BadInput
+from onnxport.flow.candidates import LEVELS
 from onnxport.flow.config import find_config
+from onnxport.flow.inputs import normalized_dynamic_axes
 from onnxport.flow.sources import source_from_object, source_spec
 from onnxport.records import InputSpec, Source, Tolerance
 from onnxport.tolerance import settings_from_json, settings_to_json, with_overrides
@@ -35,9 +37,14 @@ def build_request(
     targets: Iterable[str] = ("cpu",),
     quantize: str | None = None,
     pass_options: Mapping[str, Mapping[str, Any]] | None = None,
+    optimize: str = "fast",
+    calibration_data: str | Path | None = None,
+    latency_budget: float | str | tuple[float, int] | None = None,
+    require_budget: bool = False,
     config: str | Path | None = None,
     enable: Iterable[str] = (),
     dynamic_batch: bool = True,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
     external_data: bool | None = None,
     seed: int = 0,
     data: str | Path | None = None,
@@ -55,6 +62,7 @@ def build_request(
     keep_failed: bool = False,
     trust_code: bool = False,
     custom_objects: Iterable[str] | Mapping[str, Any] | None = None,
+    backend_options: Mapping[str, Any] | None = None,
     made_by: Mapping[str, Any] | None = None,
 ) -> ConversionRequest:
     """A checked request to convert `model` into the artifact directory `output`.
@@ -64,6 +72,11 @@ def build_request(
     "on", "auto") sets every target's quantize mode; `atol`/`rtol` replace the budget
     of every output (`tolerance` gives a whole `Tolerance`); `config` is a targets file
     (default: ./onnxport.toml or [tool.onnxport] in ./pyproject.toml, when present).
+    `dynamic_axes` declares axes beyond the batch that vary, by input name:
+    `{"input_ids": {1: "sequence"}}` (inputs sharing an axis name vary together; each
+    axis is exported symbolic and verified at two sizes). `backend_options` reach the
+    backend's `LoadRequest.options` and `ExportRequest.options` (e.g. `{"task":
+    "text-classification"}` for the transformers backend).
     """
     weights_path = Path(weights) if weights is not None else None
     if weights_path is not None and not weights_path.is_file():
@@ -82,7 +95,17 @@ def build_request(
         _at_least("--batch-sizes", size, 1)
     if atol is not None or rtol is not None:
         tolerance = with_overrides(tolerance or Tolerance(), atol, rtol)
+    if optimize not in LEVELS:
+        raise BadInput(f"--optimize {optimize!r}: choose one of {', '.join(LEVELS)}")
+    calibration = Path(calibration_data) if calibration_data is not None else None
+    if calibration is not None and not calibration.exists():
+        raise BadInput(f"--calibration-data {calibration} does not exist")
     found = find_config(Path(config) if config is not None else None)
+    axes = normalized_dynamic_axes(dynamic_axes)
+    options = {str(k): (str(v) if isinstance(v, Path) else v)
+               for k, v in (backend_options or {}).items()}
+    if custom_objects:
+        options["custom_objects"] = custom_objects
     return ConversionRequest(
         source=source,
         output=Path(output),
@@ -94,15 +117,20 @@ def build_request(
         input_names=tuple(input_names) if input_names is not None else None,
         output_names=tuple(output_names) if output_names is not None else None,
         dynamic_batch=dynamic_batch,
+        dynamic_axes=axes,
         external_data=external_data,
         targets=tuple(targets) or ("cpu",),
         pass_options=merge_pass_options(pass_options, quantize),
+        optimize=optimize,
+        calibration_data=calibration,
+        latency_budget=_budget(latency_budget),
+        require_budget=require_budget,
         config=found[0] if found is not None else None,
         enable=tuple(enable),
         trust_code=trust_code,
         overwrite=overwrite,
         keep_failed=keep_failed,
-        backend_options={"custom_objects": custom_objects} if custom_objects else {},
+        backend_options=options,
         verification=VerificationSettings(
             seed=seed,
             batch_sizes=sizes,
@@ -114,6 +142,7 @@ def build_request(
             threads=threads,
             classifiers=frozenset(classifiers or ()),
             allow_nonfinite=allow_nonfinite,
+            dynamic_axes=axes,
         ),
         made_by=dict(made_by) if made_by is not None else {
             "call": f"onnxport.convert({describe(model)}, output={str(output)!r})"},
@@ -163,8 +192,14 @@ def request_to_json(request: ConversionRequest) -> dict[str, Any]:
         "inputs": [[s.name, list(s.shape), s.dtype] for s in request.inputs],
         "input_names": _list(request.input_names),
         "output_names": _list(request.output_names),
-        "dynamic_batch": request.dynamic_batch, "external_data": request.external_data,
+        "dynamic_batch": request.dynamic_batch,
+        "dynamic_axes": {name: {str(axis): label for axis, label in axes.items()}
+                         for name, axes in request.dynamic_axes.items()},
+        "external_data": request.external_data,
         "targets": list(request.targets), "pass_options": request.pass_options,
+        "optimize": request.optimize, "calibration_data": _text(request.calibration_data),
+        "latency_budget": list(request.latency_budget) if request.latency_budget else None,
+        "require_budget": request.require_budget,
         "config": _text(request.config), "enable": list(request.enable),
         "trust_code": request.trust_code, "overwrite": request.overwrite,
         "keep_failed": request.keep_failed, "backend_options": request.backend_options,
@@ -190,13 +225,30 @@ def request_from_json(data: Mapping[str, Any]) -> ConversionRequest:
         input_names=_tuple(data.get("input_names")),
         output_names=_tuple(data.get("output_names")),
         dynamic_batch=data.get("dynamic_batch", True),
+        dynamic_axes=normalized_dynamic_axes(data.get("dynamic_axes")),
         external_data=data.get("external_data"), targets=tuple(data["targets"]),
         pass_options=dict(data.get("pass_options") or {}),
+        optimize=data.get("optimize", "fast"),
+        latency_budget=_budget(data.get("latency_budget")),
+        require_budget=data.get("require_budget", False),
+        calibration_data=Path(data["calibration_data"]) if data.get("calibration_data")
+        else None,
         config=Path(data["config"]) if data.get("config") else None,
         enable=tuple(data.get("enable", ())), trust_code=data.get("trust_code", False),
         overwrite=data.get("overwrite", False), keep_failed=data.get("keep_failed", False),
         verification=settings, backend_options=dict(data.get("backend_options") or {}),
         made_by=dict(data.get("made_by") or {}))
+
+
+def _budget(value: Any) -> tuple[float, int] | None:
+    """A latency budget as given: 50, "50@8", or (50, 8)."""
+    from onnxport.flow.budget import parse_budget
+
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return parse_budget(f"{value[0]}@{value[1]}")
+    return parse_budget(str(value))
 
 
 def _text(path: Path | None) -> str | None:

@@ -37,8 +37,10 @@ _TARGET_KEYS = {
     "base": str, "description": str, "providers": list, "provider_options": dict,
     "allow_fallback": bool, "passes": list, "opset_min": int, "opset_max": int,
     "graph_optimization_level": str, "tolerance": dict, "quantized_tolerance": dict,
-    "options": dict,
+    "options": dict, "latency_batches": list, "prefer": str,
+    "latency_budget": (str, int, float),
 }
+PREFER = ("speed", "size")
 
 
 def find_config(explicit: Path | None = None, cwd: Path | None = None
@@ -96,7 +98,9 @@ def _target(host: PluginHost, where: str, name: str, fields: dict[str, Any]) -> 
             raise BadInput(f"{where}: unknown key targets.{name}.{key}",
                            "known keys: " + ", ".join(sorted(_TARGET_KEYS)))
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise BadInput(f"{where}: targets.{name}.{key} must be a {expected.__name__}, "
+            kind = (" or ".join(e.__name__ for e in expected)
+                    if isinstance(expected, tuple) else expected.__name__)
+            raise BadInput(f"{where}: targets.{name}.{key} must be a {kind}, "
                            f"not {type(value).__name__} ({value!r})")
     existing = host.registrations("target").get(name)
     base_name = fields.get("base", name if existing else "cpu")
@@ -121,6 +125,19 @@ def _target(host: PluginHost, where: str, name: str, fields: dict[str, Any]) -> 
                                f"'{unknown[0]}'", "known passes: "
                                + (", ".join(sorted(known)) or "none"))
             value = tuple(value)
+        elif key == "latency_batches":
+            if not value or not all(isinstance(v, int) and not isinstance(v, bool)
+                                    and v >= 1 for v in value):
+                raise BadInput(f"{where}: targets.{name}.latency_batches must be a list "
+                               f"of batch sizes >= 1, not {value!r}")
+            value = tuple(value)
+        elif key == "latency_budget":
+            from onnxport.flow.budget import parse_budget
+
+            value = parse_budget(value)
+        elif key == "prefer" and value not in PREFER:
+            raise BadInput(f"{where}: targets.{name}.prefer must be one of "
+                           f"{', '.join(PREFER)}, not {value!r}")
         elif key == "graph_optimization_level" and value not in LEVELS:
             raise BadInput(f"{where}: targets.{name}.{key} must be one of "
                            f"{', '.join(LEVELS)}, not {value!r}")

@@ -6,28 +6,30 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from onnxport.artifact.manifest import build_manifest
 from onnxport.artifact.modelinfo import describe_model
 from onnxport.artifact.names import safe_name
 from onnxport.artifact.committing import OutputLock, Staging, check_output_dir
 from onnxport.artifact.writing import write_json
-from onnxport.conversion import (ConversionRequest, ConversionResult, StageResult,
+from onnxport.conversion import (ConversionRequest, ConversionResult,
                                  TargetArtifact, Verification)
-from onnxport.errors import (BadInput, Crashed, ExportFailed, OnnxportError,
-                             VerificationFailed, environment_problem)
+from onnxport.errors import (BadInput, ExportFailed, OnnxportError, VerificationFailed,
+                             environment_problem)
+from onnxport.flow.budget import check_budget, measured_elsewhere_note
+from onnxport.flow.candidates import TargetRun, run_target
+from onnxport.flow.choosing import candidates_of, choose
 from onnxport.flow.config import configured
 from onnxport.flow.inputs import with_example_ranges
 from onnxport.flow.sources import pick_backend, resolve_source
-from onnxport.flow.targets import ResolvedTarget, fallback_note, resolve_targets
-from onnxport.flow.verification import Reference, verify_candidate
+from onnxport.flow.stages import stage_events
+from onnxport.flow.targets import ResolvedTarget, resolve_targets
+from onnxport.flow.verification import Reference
 from onnxport.host import PluginHost
 from onnxport.records import (Backend, ExportRequest, ExportResult, LoadedModel,
-                              LoadRequest, Pass, PassContext, RunOptions, Source,
-                              StageEvent, Target, Tolerance)
+                              LoadRequest, RunOptions, Source, Target)
 from onnxport.report import build_report, write_reports
 from onnxport.tolerance import budget_for
 
@@ -56,14 +58,14 @@ def _run_locked(request: ConversionRequest, host: PluginHost,
     host = configured(host.view(enable=request.enable, observers=observers),
                       request.config)
     timings: dict[str, float] = {}
-    with _stage(host, "load", None, timings):
+    with stage_events(host, "load", None, timings):
         source = resolve_source(request.source)
         backend = pick_backend(host, source, request.backend)
         resolved = resolve_targets(host, request.targets, request.pass_options)
         routes = _export_routes(backend, [r.target for r in resolved], request)
         loaded = _load(backend, request, source)
     request = dataclasses.replace(request, verification=with_example_ranges(
-        request.verification, loaded.example_inputs))
+        request.verification, loaded.example_inputs, loaded.dynamic_axes))
     name = request.name or default_name(source, loaded)
     staging = Staging(output)
     try:
@@ -90,8 +92,7 @@ def _run_locked(request: ConversionRequest, host: PluginHost,
         _relocate(result, staging.path, kept)
     failing = next(a for a in artifacts if not a.passed)
     raise VerificationFailed(
-        f"verification failed for target {failing.target.name}: "
-        f"{failing.verification.problem}",
+        f"verification failed for target {failing.target.name}: {failing.problem}",
         (f"the candidate is kept in {kept}" if kept else
          f"nothing was written to {output}; pass --keep-failed to keep the candidate"),
         result=result)
@@ -102,16 +103,20 @@ def _export_and_verify(host: PluginHost, request: ConversionRequest, backend: Ba
                        name: str, routes: list[tuple[str | None, int | None]],
                        timings: dict[str, float]
                        ) -> tuple[list[TargetArtifact], ExportResult]:
-    """Export once into `root`'s work directory, then build every target against the
-    source's outputs, computed once. With several routes (the backend's exporters, in
-    its order), a route whose export fails, or whose export fails verification, gives
-    way to the next; the report says which route shipped and why the others did not."""
+    """Export, then build every target's candidates against the source's outputs
+    (computed once), choose what ships, and write each target's directory.
+
+    With several routes (the backend's exporters, in its order), a route whose export
+    fails, or whose export fails verification, gives way to the next; with
+    `--optimize thorough` every route that exports is a source of candidates. The
+    report says which route shipped and why the others did not."""
     work = root / ".work"
     work.mkdir()
     source_session = host.get("runner", backend.runner).open(
         loaded, RunOptions(threads=request.verification.threads))
     attempts: list[dict[str, str]] = []
     errors: list[ExportFailed] = []  # the exporters' own errors, for --debug
+    runs: list[list[TargetRun]] = []  # per route that exported: one run per target
     try:
         reference = Reference(source_session, loaded.input_names, loaded.example_inputs,
                               request.dynamic_batch, request.verification)
@@ -120,52 +125,135 @@ def _export_and_verify(host: PluginHost, request: ConversionRequest, backend: Ba
             route_dir = work / (exporter or "default")
             route_dir.mkdir()
             try:
-                with _stage(host, "export", None, timings):
+                with stage_events(host, "export", None, timings):
                     exported = _export(backend, loaded, ExportRequest(
                         output_path=route_dir / f"{safe_name(name)}.onnx", opset=opset,
-                        exporter=exporter,
-                        dynamic_batch=request.dynamic_batch,
+                        exporter=exporter, dynamic_batch=request.dynamic_batch,
                         external_data=request.external_data,
-                        options=request.backend_options))
+                        options=request.backend_options,
+                        dynamic_axes=request.dynamic_axes))
             except ExportFailed as exc:
                 attempts.append({"exporter": exporter, "failed": "export",
                                  "reason": exc.message, "hint": exc.hint or ""})
                 errors.append(exc)
-                if last:
+                if last and not runs:
                     raise _every_route_failed(attempts) from errors[0]
                 continue
-            artifacts = [_build_target(host, choice, root, exported, loaded, reference,
-                                       request, timings)
-                         for choice in resolved]
-            failing = [a for a in artifacts if a.stages[0].status != "ok"]
-            if not failing:
+            route_runs = [run_target(host, choice, exported, loaded, reference, request,
+                                     route_dir, timings) for choice in resolved]
+            failing = [r for r in route_runs if not r.export_passed]
+            if failing:
+                attempts.append({"exporter": exporter, "failed": "verification",
+                                 "reason": failing[0].stages[0].verification.problem})
+            else:
+                runs.append(route_runs)
+            if runs and request.optimize == "fast":
                 break
-            attempts.append({"exporter": exporter, "failed": "verification",
-                             "reason": failing[0].stages[0].verification.problem})
-            if last and any(a["failed"] == "export" for a in attempts):
-                # no route made a model that verifies, and one could not export at all:
-                # that route's error says most (the others traced something else)
-                raise _every_route_failed(attempts) from errors[0]
-            if last:
-                attempts.pop()  # the verification failure is reported as such
-                break
-            for artifact in artifacts:
-                shutil.rmtree(artifact.directory, ignore_errors=True)
+            if last and not runs:
+                if any(a["failed"] == "export" for a in attempts):
+                    # no route made a model that verifies, and one could not export:
+                    # that route's error says most (the others traced something else)
+                    raise _every_route_failed(attempts) from errors[0]
+                attempts.pop()  # the last route's verification failure is the report
+                runs.append(route_runs)
+        artifacts = [_ship(host, [route[i] for route in runs], root, loaded, reference,
+                           request, attempts) for i in range(len(resolved))]
     finally:
         source_session.close()
     shutil.rmtree(work, ignore_errors=True)
+    return artifacts, artifacts[0].exported
+
+
+def _ship(host: PluginHost, runs: list[TargetRun], root: Path, loaded: LoadedModel,
+          reference: Reference, request: ConversionRequest,
+          attempts: list[dict[str, str]]) -> TargetArtifact:
+    """Choose among one target's candidates (from every route run) and write the
+    target's directory with the model that ships and its manifest."""
+    candidates = [c for run in runs for c in candidates_of(run)]
+    run = runs[0]
+    winner = None
+    if candidates and run.failed is None:
+        winner = choose(run, candidates, reference, request.verification.threads)
+        run = next(r for r in runs if any(winner.stages is chain for chain in r.chains))
+    target, exported = run.target, run.exported
+    stages, warnings = list(run.stages), list(run.warnings)
+    shipped = winner.stages if winner is not None else run.failed_on
+    losers = {id(s): c for c in candidates if c is not winner for s in c.stages[1:]}
+    # An alternative that lost is a decision, said where it is read; the figures it was
+    # decided on (timed side by side, one thread) are in the candidates table, apart
+    # from the stage's own verification latency.
+    for stage in stages:
+        if stage.status == "ok" and id(stage) in losers and \
+                all(stage is not s for s in shipped):
+            loser = losers[id(stage)]
+            stage.status, stage.reason = "rejected", f"lost: {loser.cause} (see candidates)"
+            stage.settings = {**stage.settings, "lost": loser.reason}
+    if winner is not None and len(candidates) > 1 and len(shipped) > 1:
+        shipped[-1].reason = shipped[-1].reason or \
+            f"shipped: {winner.cause} of {len(candidates)} candidates (see candidates)"
+        shipped[-1].settings = {**shipped[-1].settings, "chosen": winner.reason}
     if attempts:
+        warnings[:0] = [f"export: the {a['exporter']} exporter "
+                        f"{'failed' if a['failed'] == 'export' else 'made a model that failed verification'}"
+                        f" ({a['reason']}); used {exported.exporter} instead"
+                        for a in attempts]
         exported.details["routes"] = [*attempts, {"exporter": exported.exporter,
                                                   "shipped": "yes"}]
-        for artifact in artifacts:
-            artifact.warnings[:0] = [f"export: the {a['exporter']} exporter "
-                                     f"{'failed' if a['failed'] == 'export' else 'made a model that failed verification'}"
-                                     f" ({a['reason']}); used {exported.exporter} instead"
-                                     for a in attempts]
-            artifact.manifest["warnings"] = artifact.warnings
-            artifact.manifest["source"]["routes"] = exported.details["routes"]
-            write_json(artifact.directory / "manifest.json", artifact.manifest)
-    return artifacts, exported
+    budget = request.latency_budget or target.latency_budget
+    note = measured_elsewhere_note(
+        target, decided=sum(c.verdict in ("shipped", "lost") for c in candidates) > 1)
+    if note and (budget or len(candidates) > 1):
+        warnings.append(note)
+    if run.export_passed:
+        warnings += reference.proves_little(loaded.output_names, lambda output: budget_for(
+            output, target=target.tolerance, settings=request.verification))
+    nonfinite = {o.name: o.nonfinite for s in stages if s.verification
+                 for b in s.verification.batches for o in b.outputs if o.nonfinite}
+    warnings += [f"output {name}: the source's values include {count} NaN/inf, accepted "
+                 "in the same places because --allow-nonfinite was given"
+                 for name, count in nonfinite.items()]
+    # the stages stay in run order: the losers were marked rejected above, so the last
+    # stage that went on is the shipped model's (TargetArtifact.final)
+    current = shipped[-1].path if shipped else run.stages[0].path
+    directory = root / target.name
+    directory.mkdir()
+    model_path = directory / exported.path.name
+    for file in [current, *_side_files(current)]:
+        shutil.copy2(file, directory / (model_path.name if file == current else file.name))
+    for stage in stages:  # working copies are deleted; the shipped model is in directory
+        stage.path = model_path if stage.path == current else None
+    artifact = TargetArtifact(target, directory, model_path, stages, {}, warnings,
+                              run.runner.name, run.choice.requested,
+                              candidates=candidates if len(candidates) > 1 else [],
+                              exported=exported, budget_required=request.require_budget)
+    if budget and run.failed is None and shipped:
+        artifact.budget = _check_budget(run, model_path, reference, request, budget)
+        if not artifact.budget["met"]:
+            b = artifact.budget
+            warnings.append(f"p99 {b['p99_ms']:.3g} ms at batch {b['batch']} is over the "
+                            f"latency budget of {b['budget_ms']:g} ms (measured on "
+                            f"{b['machine']}, {b['threads']} thread(s))")
+    artifact.manifest = build_manifest(request, artifact, loaded, exported)
+    write_json(directory / "manifest.json", artifact.manifest)
+    return artifact
+
+
+def _check_budget(run: TargetRun, model: Path, reference: Reference,
+                  request: ConversionRequest, budget: tuple[float, int]) -> dict[str, Any]:
+    """The shipped model's p99 at the budget's batch, on the target's runner."""
+    from onnxport.flow.inputs import random_inputs
+
+    budget_ms, batch = budget
+    settings = request.verification
+    dynamic = reference.inputs_info and reference.inputs_info[0].shape[:1] == ["batch"]
+    feeds = (random_inputs(reference.inputs_info, batch, settings.seed,
+                           reference.example_shapes, settings.input_ranges) if dynamic
+             else reference.inputs(reference.labels[0]))
+    options = RunOptions(providers=run.run_options.providers,
+                         provider_options=run.run_options.provider_options,
+                         threads=settings.threads or 1,
+                         graph_optimization_level=run.run_options.graph_optimization_level)
+    return check_budget(run.runner, model, options, feeds, budget_ms, batch)
 
 
 def _every_route_failed(attempts: list[dict[str, str]]) -> ExportFailed:
@@ -248,7 +336,7 @@ def _load(backend: Backend, request: ConversionRequest, source: Source) -> Loade
             source=source, inputs=request.inputs, input_names=request.input_names,
             output_names=request.output_names or source.output_names,
             dynamic_batch=request.dynamic_batch, trust_code=request.trust_code,
-            options=request.backend_options))
+            options=request.backend_options, dynamic_axes=request.dynamic_axes))
     except Exception as exc:  # a plugin's own error too: a full disk is the machine's
         problem = environment_problem(exc)
         if problem is not None:
@@ -278,159 +366,9 @@ def _export(backend: Backend, loaded: LoadedModel, export: ExportRequest) -> Exp
     return result
 
 
-def _build_target(host: PluginHost, choice: ResolvedTarget, root: Path,
-                  exported: ExportResult, loaded: LoadedModel, reference: Reference,
-                  request: ConversionRequest, timings: dict[str, float]) -> TargetArtifact:
-    """Verify the export for this target, run its passes (each verified against the
-    source), and put the last model that passed in the target's directory."""
-    target = choice.target
-    runner = host.get("runner", exported.runner or target.runner)
-    run_options = RunOptions(providers=target.providers,
-                             provider_options=target.provider_options,
-                             threads=request.verification.threads,
-                             graph_optimization_level=target.graph_optimization_level)
-
-    def verified(stage: str, path: Path, settings: dict[str, Any],
-                 budget: Tolerance | None = None) -> StageResult:
-        with _stage(host, f"verify {stage}" if stage != "export" else "verify",
-                    target.name, timings) as note:
-            verification = verify_candidate(
-                path, reference, runner, run_options, loaded.input_names,
-                loaded.output_names, request.dynamic_batch,
-                lambda output: budget_for(output, target=target.tolerance,
-                                          settings=request.verification,
-                                          stage_budget=budget))
-            note["status"] = "ok" if verification.passed else "failed"
-            note["detail"] = verification.problem or _max_abs_text(verification)
-        return StageResult(stage, "ok" if verification.passed else "failed", path,
-                           describe_model(path), verification, settings)
-
-    stages = [verified("export", exported.path,
-                       {"exporter": exported.exporter, "opset": exported.opset})]
-    warnings: list[str] = []
-    if choice.reason:
-        warnings.append(f"{choice.requested} picked {target.name}: {choice.reason}")
-    fallback = (fallback_note(target, stages[0].verification.providers)
-                if exported.format == "onnx" else "")
-    if fallback:
-        warnings.append(fallback)
-    current = exported.path
-    work = root / ".work" / target.name
-    if exported.format != "onnx" and target.passes:
-        warnings.append(f"passes {', '.join(target.passes)} were not run: they apply to "
-                        f"ONNX models and this one is {exported.format}")
-    runs_passes = stages[0].status == "ok" and exported.format == "onnx"
-    for pass_name in target.passes if runs_passes else ():
-        entry = host.registrations("pass").get(pass_name)
-        if entry is None:
-            stages.append(StageResult(pass_name, "skipped", reason="no plugin provides it"))
-            warnings.append(f"{pass_name} did not run: no installed plugin provides it")
-            continue
-        if not entry.enabled:
-            stages.append(StageResult(pass_name, "skipped", reason=entry.reason))
-            warnings.append(f"{pass_name} did not run: {entry.reason}")
-            continue
-        stage = _run_pass(host, entry.record, target, current,
-                          work / pass_name / exported.path.name, timings, verified)
-        stages.append(stage)
-        warnings += [f"{pass_name}: {note}" for note in stage.warnings]
-        if stage.status == "ok":
-            current = stage.path
-        elif stage.status == "rejected":
-            warnings.append(f"{pass_name}: {stage.reason}; kept the previous model")
-        elif stage.status == "failed":
-            break
-    if stages[0].status == "ok":  # a pass that proves little is said where it is read
-        warnings += reference.proves_little(loaded.output_names, lambda output: budget_for(
-            output, target=target.tolerance, settings=request.verification))
-    nonfinite = {o.name: o.nonfinite for s in stages if s.verification
-                 for b in s.verification.batches for o in b.outputs if o.nonfinite}
-    warnings += [f"output {name}: the source's values include {count} NaN/inf, accepted "
-                 "in the same places because --allow-nonfinite was given"
-                 for name, count in nonfinite.items()]
-    directory = root / target.name
-    directory.mkdir()
-    model_path = directory / exported.path.name
-    for file in [current, *_side_files(current)]:
-        shutil.copy2(file, directory / (model_path.name if file == current else file.name))
-    for stage in stages:  # working copies are deleted; the shipped model is in directory
-        stage.path = model_path if stage.path == current else None
-    artifact = TargetArtifact(target, directory, model_path, stages, {}, warnings,
-                              runner.name, choice.requested)
-    artifact.manifest = build_manifest(request, artifact, loaded, exported)
-    write_json(directory / "manifest.json", artifact.manifest)
-    return artifact
-
-
-def _run_pass(host: PluginHost, pass_: Pass, target: Target, current: Path,
-              output_path: Path, timings: dict[str, float], verified) -> StageResult:
-    applies = pass_.applies(target)
-    host.trace(f"pass {pass_.name} applies({target.name}) -> {applies}")
-    if not applies:
-        return StageResult(pass_.name, "skipped", reason=f"does not apply to {target.name}")
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    context = PassContext(input_path=current, output_path=output_path, target=target,
-                          options=dict(target.options.get(pass_.name, {})),
-                          work_dir=output_path.parent)
-    try:
-        with _stage(host, pass_.name, target.name, timings):
-            outcome = pass_.run(context)
-    except OnnxportError:
-        raise
-    except Exception as exc:
-        reason = f"raised {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
-        if not pass_.optional:
-            raise ExportFailed(f"pass '{pass_.name}' failed for target {target.name}: "
-                               f"{reason}") from exc
-        return StageResult(pass_.name, "rejected", reason=reason)
-    if not outcome.applied:
-        return StageResult(pass_.name, "skipped", settings=outcome.settings,
-                           reason=outcome.reason or "nothing to do",
-                           warnings=list(outcome.warnings))
-    optional = pass_.optional if outcome.optional is None else outcome.optional
-    stage = verified(pass_.name, Path(outcome.path or output_path), outcome.settings,
-                     outcome.tolerance)
-    stage.warnings = list(outcome.warnings)
-    if stage.status != "ok":
-        if optional:
-            stage.status = "rejected"
-            stage.reason = f"its model failed verification ({stage.verification.problem})"
-        return stage
-    if pass_.accept is not None:
-        keep, why = pass_.accept(current, stage.path, context)
-        stage.reason = why
-        if not keep:
-            stage.status = "rejected"
-    return stage
-
-
 def _side_files(model: Path) -> list[Path]:
     """External data files a model refers to (they travel with it)."""
     return [model.parent / name for name in describe_model(model).external_data]
-
-
-@contextmanager
-def _stage(host: PluginHost, stage: str, target: str | None,
-           timings: dict[str, float]) -> Iterator[dict[str, str]]:
-    host.call("onnxport_stage_started", event=StageEvent(stage, target, "started"))
-    note = {"status": "ok", "detail": ""}
-    started = time.perf_counter()
-    try:
-        try:
-            yield note
-        except SystemExit as exc:  # never a success, whatever code it exits with
-            raise Crashed(f"the model's code called sys.exit({exc.code!r}) in stage "
-                          f"{stage}", "a model, its factory and its forward() must not "
-                          "exit the process") from None
-    except BaseException as exc:
-        note["status"], note["detail"] = "failed", str(exc).splitlines()[0] if str(exc) else ""
-        raise
-    finally:
-        seconds = time.perf_counter() - started
-        key = stage if target is None else f"{stage}:{target}"
-        timings[key] = timings.get(key, 0.0) + seconds
-        host.call("onnxport_stage_finished", event=StageEvent(
-            stage, target, note["status"], seconds, note["detail"]))
 
 
 # A factory with one of these names is its module's only one: the module names it.

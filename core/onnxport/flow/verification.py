@@ -1,11 +1,12 @@
 """The one verification stage every produced model goes through.
 
 A candidate passes when it is a valid ONNX model (full checker), has exactly the
-interface the user asked for (input and output names, a dynamic batch axis if asked),
-opens in its target's runner, and every output matches the *source framework's* output
-on the same inputs within tolerance, at every batch size checked (two when the batch
-axis is dynamic, so a batch frozen by the exporter is caught). Latency is measured on
-the way, for the report; it never decides.
+interface the user asked for (input and output names, a dynamic batch axis if asked,
+every declared dynamic axis symbolic), opens in its target's runner, and every output
+matches the *source framework's* output on the same inputs within tolerance, at every
+batch size checked (two when the batch axis is dynamic, so a batch frozen by the
+exporter is caught) and at two sizes of every dynamic axis. Latency is measured on the
+way, for the report; it never decides.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from onnxport.errors import BadInput
-from onnxport.flow.inputs import describe_inputs, load_npz, random_inputs
+from onnxport.flow.inputs import (axis_sizes_for, checked_dynamic_axes,
+                                  describe_inputs, load_npz, random_inputs)
 from onnxport.artifact.modelinfo import TensorInfo, import_onnx, read_model_info
 from onnxport.conversion import (BatchResult, Check, Verification,
                                  VerificationSettings)
@@ -34,6 +36,11 @@ class Reference:
 
     The inputs are described from the source model's example inputs (names, dtypes,
     the sizes of non-batch axes), so they do not depend on any candidate's format.
+    The dynamic axes (`settings.dynamic_axes`) are made at two sizes each
+    (`settings.axis_sizes`, else the example's and `inputs.other_size` of it), the same
+    size for every input that shares an axis name; the sizes change together with the
+    batch: the first inputs are the example's sizes at the first batch, the second the
+    other sizes at the second batch.
     """
 
     def __init__(self, session: RunSession, input_names: list[str],
@@ -48,15 +55,24 @@ class Reference:
                            f"{list(self.example_shapes[empty[0]])}), so there is nothing "
                            "to verify", "give example inputs with at least one element "
                            "on every axis")
-        self.inputs_info = [
-            TensorInfo(name, (["batch"] if dynamic_batch else [])
-                       + list(np.shape(example_inputs[name]))[1 if dynamic_batch else 0:],
-                       str(np.asarray(example_inputs[name]).dtype))
-            for name in input_names]
+        self.dynamic_axes = checked_dynamic_axes(
+            settings.dynamic_axes,
+            {name: self.example_shapes[name] for name in input_names
+             if name in self.example_shapes}, dynamic_batch)
+        found = axis_sizes_for(self.dynamic_axes, self.example_shapes)
+        self.axis_sizes = {label: tuple(int(n) for n in settings.axis_sizes.get(label)
+                                        or found[label]) for label in found}
+        self.inputs_info = []
+        for name in input_names:
+            dims: list[int | str] = list(np.shape(example_inputs[name]))
+            dims = (["batch"] + dims[1:]) if dynamic_batch else dims
+            for axis, label in self.dynamic_axes.get(name, {}).items():
+                dims[axis] = label
+            self.inputs_info.append(
+                TensorInfo(name, dims, str(np.asarray(example_inputs[name]).dtype)))
         self._inputs: dict[str, dict[str, np.ndarray]] = {}
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
         self._build_inputs(dynamic_batch)
-        self.latency_samples: list[float] | None = None
 
     def _build_inputs(self, dynamic_batch: bool) -> None:
         s = self.settings
@@ -72,11 +88,27 @@ class Reference:
             batches = s.batch_sizes or DEFAULT_DYNAMIC_BATCHES
         else:
             batches = (None,)
-        for batch in batches:
+        cases = max([len(batches), *(len(p) for p in self.axis_sizes.values())])
+        for case in range(cases):
+            batch = batches[min(case, len(batches) - 1)]
+            sizes = {name: int(pair[min(case, len(pair) - 1)])
+                     for name, pair in self.axis_sizes.items()}
             feeds = random_inputs(self.inputs_info, batch, s.seed, self.example_shapes,
-                                  s.input_ranges)
-            label = f"batch {next(iter(feeds.values())).shape[0]}" if feeds else "batch"
+                                  s.input_ranges, sizes)
+            label = self._label(feeds, dynamic_batch, sizes)
             self._inputs[label] = feeds
+
+    @staticmethod
+    def _label(feeds: Mapping[str, np.ndarray], dynamic_batch: bool,
+               sizes: Mapping[str, int]) -> str:
+        """`batch 3`, or with dynamic axes `batch 3, sequence 8` (`sequence 8` when the
+        batch is static)."""
+        first = next(iter(feeds.values()), None)
+        parts = []
+        if first is not None and first.ndim and (dynamic_batch or not sizes):
+            parts.append(f"batch {first.shape[0]}")
+        parts += [f"{name} {size}" for name, size in sizes.items()]
+        return ", ".join(parts) or "batch"
 
     @property
     def labels(self) -> list[str]:
@@ -87,7 +119,19 @@ class Reference:
 
     def outputs(self, label: str) -> dict[str, np.ndarray]:
         if label not in self._outputs:
-            self._outputs[label] = self.session.run(self._inputs[label])
+            try:
+                self._outputs[label] = self.session.run(self._inputs[label])
+            except Exception as exc:
+                if not self.axis_sizes:
+                    raise
+                declared = ", ".join(f"{n}:{axis}={label}"
+                                     for n, p in self.dynamic_axes.items()
+                                     for axis, label in p.items())
+                raise BadInput(
+                    f"the source model itself fails on the verification inputs at {label} "
+                    f"({_first_line(exc)}), so its dynamic axes ({declared}) cannot vary "
+                    "that way", "declare only axes the model accepts at any size, or fix "
+                    "the size the model expects") from exc
         return self._outputs[label]
 
     def proves_little(self, outputs: list[str],
@@ -119,25 +163,47 @@ class Reference:
                              "show; verify with real inputs (--data) or a trained checkpoint")
         return notes
 
-    def source_latency_samples(self) -> list[float]:
-        """The source model's timed runs, measured once and shared by every candidate."""
-        if self.latency_samples is None:
-            self.latency_samples = latency_samples_ms(
-                self.session, self.inputs(self.labels[0]), self.settings.latency_runs)
-        return self.latency_samples
 
 
-def latency_samples_ms(session: RunSession, feeds: Mapping[str, Any], runs: int,
-                       warmup: int = 3) -> list[float]:
-    """Wall time of `runs` calls after `warmup` untimed ones, in milliseconds."""
+#: A speedup whose paired runs spread (p10 to p90) wider than this share of it is marked
+#: noisy: the machine was busy, and the figure is not to be trusted.
+NOISY_SPREAD = 1.0
+
+
+def interleaved_latency(source: RunSession, candidate: RunSession,
+                        feeds: Mapping[str, Any], runs: int, warmup: int = 3
+                        ) -> dict[str, Any]:
+    """Time the source and the candidate in alternating runs (which goes first flips each
+    round), so a burst of load on a shared machine hits both; the speedup is the median
+    of the per-round ratios, with their spread."""
     for _ in range(warmup):
-        session.run(feeds)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        session.run(feeds)
-        times.append((time.perf_counter() - started) * 1000)
-    return times
+        source.run(feeds)
+        candidate.run(feeds)
+    source_ms, onnx_ms = [], []
+    for round_ in range(runs):
+        pair = [(source, source_ms), (candidate, onnx_ms)]
+        for session, samples in (pair if round_ % 2 == 0 else pair[::-1]):
+            started = time.perf_counter()
+            session.run(feeds)
+            samples.append((time.perf_counter() - started) * 1000)
+    ratios = sorted(s / o for s, o in zip(source_ms, onnx_ms) if o > 0)
+    speedup = statistics.median(ratios) if ratios else None
+    low, high = (_quantile(ratios, 0.1), _quantile(ratios, 0.9)) if ratios else (None, None)
+    return {
+        "runs": runs,
+        "interleaved": True,
+        "source": statistics.median(source_ms),
+        "onnx": statistics.median(onnx_ms),
+        "speedup": speedup,
+        "speedup_p10_p90": [low, high],
+        "noisy": bool(speedup and len(ratios) >= 2 and (high - low) > NOISY_SPREAD * speedup),
+        "source_samples": [round(t, 5) for t in source_ms],
+        "onnx_samples": [round(t, 5) for t in onnx_ms],
+    }
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def verify_candidate(
@@ -159,7 +225,7 @@ def verify_candidate(
     is_onnx = Path(path).suffix == ".onnx"
     if is_onnx:
         _structural_checks(path, expected_inputs, expected_outputs, dynamic_batch,
-                           checks)
+                           checks, reference.dynamic_axes)
     if not all(c.passed for c in checks):
         return _failed(checks)
     try:
@@ -198,17 +264,9 @@ def verify_candidate(
                          for name in expected_outputs]))
         latency = {}
         if reference.settings.latency_runs > 0:
-            feeds = reference.inputs(reference.labels[0])
-            source_runs = reference.source_latency_samples()
-            onnx_runs = latency_samples_ms(session, feeds, reference.settings.latency_runs)
-            latency = {
-                "inputs": reference.labels[0],
-                "runs": reference.settings.latency_runs,
-                "source": statistics.median(source_runs),
-                "onnx": statistics.median(onnx_runs),
-                "source_samples": [round(t, 5) for t in source_runs],
-                "onnx_samples": [round(t, 5) for t in onnx_runs],
-            }
+            latency = {"inputs": reference.labels[0], **interleaved_latency(
+                reference.session, session, reference.inputs(reference.labels[0]),
+                reference.settings.latency_runs)}
         providers = list(session.providers)
     finally:
         session.close()
@@ -220,7 +278,8 @@ def verify_candidate(
 
 
 def _structural_checks(path: Path, expected_inputs: list[str], expected_outputs: list[str],
-                       dynamic_batch: bool, checks: list[Check]) -> None:
+                       dynamic_batch: bool, checks: list[Check],
+                       dynamic_axes: Mapping[str, Mapping[int, str]] | None = None) -> None:
     onnx = import_onnx()
     try:
         onnx.checker.check_model(str(path), full_check=True)
@@ -251,6 +310,27 @@ def _structural_checks(path: Path, expected_inputs: list[str], expected_outputs:
             "the exporter froze the batch dimension of " + ", ".join(fixed) +
             "; keep the batch a tensor dimension in the model (x.shape[0] used directly, "
             "not int(...) or a constant; -1 in reshape), or convert with --static-batch"))
+    if dynamic_axes:
+        by_name = {t.name: t for t in info.inputs}
+        frozen = []
+        for name, per_input in dynamic_axes.items():
+            shape = by_name[name].shape if name in by_name else None
+            for axis, label in per_input.items():
+                if shape is None:
+                    continue  # the names check says the input is missing
+                if axis >= len(shape):
+                    frozen.append(f"{name} axis {axis} ({label}: the input has rank "
+                                  f"{len(shape)})")
+                elif isinstance(shape[axis], int):
+                    frozen.append(f"{name} axis {axis} ({label}, fixed at {shape[axis]})")
+        declared = ", ".join(f"{n}:{a}={label}" for n, p in dynamic_axes.items()
+                             for a, label in p.items())
+        checks.append(Check(
+            "dynamic axes", not frozen,
+            f"symbolic: {declared}" if not frozen else
+            "the exporter froze the dynamic axes " + ", ".join(frozen) +
+            "; keep those sizes tensor dimensions in the model (x.shape[1] used directly, "
+            "not int(...) or a constant; -1 in reshape), or leave them out of --dynamic"))
 
 
 def _failed(checks: list[Check], batches: list[BatchResult] | None = None) -> Verification:

@@ -237,7 +237,7 @@ class _Relay:
 
 def worker_main(result_fd: int) -> int:
     """The worker process: read the request, convert, send the outcome."""
-    from onnxport.errors import VerificationFailed
+    from onnxport.errors import VerificationFailed, environment_problem
     from onnxport.flow.pipeline import run_conversion
     from onnxport.host import default_host
 
@@ -269,14 +269,19 @@ def worker_main(result_fd: int) -> int:
             traceback.print_exc()
         outcome = ConversionOutcome(passed=False, exit_code=exc.exit_code,
                                     message=exc.message, hint=exc.hint)
-    except Exception as exc:  # a bug: say so, with the traceback on stderr
-        import traceback
+    except Exception as exc:  # the machine (a full disk...), else a bug: say which
+        if os.environ.get(DEBUG_VARIABLE):
+            import traceback
 
-        traceback.print_exc()
+            traceback.print_exc()
+        problem = environment_problem(exc)
         outcome = ConversionOutcome(
             passed=False, exit_code=ExitCode.INTERNAL,
             message=f"internal error: {type(exc).__name__}: {exc}",
-            hint="run with --debug for the traceback and please report it")
+            hint="run with --debug for the traceback and please report it") \
+            if problem is None else ConversionOutcome(
+                passed=False, exit_code=problem.exit_code, message=problem.message,
+                hint=problem.hint)
     relay.send({"outcome": outcome.to_json()})
     return 0
 

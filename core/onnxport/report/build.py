@@ -36,7 +36,12 @@ def build_report(request: ConversionRequest, name: str, backend: Backend,
                 "status": "passed" if a.passed else "failed",
                 "directory": a.target.name,
                 "model": f"{a.target.name}/{a.model_path.name}",
+                "exporter": a.exported.exporter if a.exported else exported.exporter,
+                "optimize": request.optimize,
+                "latency_batches": list(a.target.latency_batches),
                 "warnings": a.warnings,
+                "candidates": [c.to_json() for c in a.candidates],
+                "latency_budget": a.budget,
                 "stages": [{
                     "stage": s.stage,
                     "status": s.status,
@@ -64,6 +69,26 @@ def final_stage(target: dict[str, Any]) -> dict[str, Any]:
     stages = target["stages"]
     failed = [s for s in stages if s["status"] == "failed"]
     return failed[0] if failed else [s for s in stages if s["status"] == "ok"][-1]
+
+
+def is_decision(stage: dict[str, Any]) -> bool:
+    """A rejected pass whose model verified but was not chosen (slower, not smaller, lost
+    to another candidate): a decision, not a failure."""
+    verification = stage.get("verification") or {}
+    return stage["status"] == "rejected" and bool(verification.get("passed", True))
+
+
+def kept_label(stage: dict[str, Any]) -> str:
+    name = stage["stage"].lower()
+    return "kept fp32" if "quant" in name or "int8" in name else f"kept without {name}"
+
+
+def stage_label(stage: dict[str, Any]) -> str:
+    """A stage's status for a text table: a decision reads as one, not as REJECTED."""
+    if is_decision(stage):
+        return kept_label(stage)
+    return {"ok": "PASS", "rejected": "REJECTED", "skipped": "skipped"}.get(
+        stage["status"], "FAIL")
 
 
 def worst_outputs(verification: dict[str, Any]) -> dict[str, dict[str, Any]]:

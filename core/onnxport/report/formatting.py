@@ -41,6 +41,23 @@ def ms_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+#: The mark on a speedup the verification stage found noisy (see flow/verification.py).
+NOISY_MARK = "?"
+NOISY_NOTE = (f"{NOISY_MARK} after a speedup: its interleaved runs spread too widely to "
+              "trust; time it on a quiet machine with onnxport bench --with-source")
+
+
+def speedup_text(latency: dict | None) -> str:
+    """The source-to-ONNX speedup as measured side by side, marked when it is noisy."""
+    latency = latency or {}
+    speedup = latency.get("speedup")
+    if speedup is None and latency.get("source") and latency.get("onnx"):
+        speedup = latency["source"] / latency["onnx"]  # a report from before interleaving
+    if not speedup:
+        return "-"
+    return f"{speedup:.1f}x" + (NOISY_MARK if latency.get("noisy") else "")
+
+
 def budget_text(tol) -> str:
     parts = [] if tol.atol == float("inf") else [f"atol {tol.atol:g} rtol {tol.rtol:g}"]
     if tol.min_cosine is not None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from onnxport.report.build import final_stage, worst_outputs
+from onnxport.report.build import final_stage, stage_label, worst_outputs
 from onnxport.tolerance import from_json
-from onnxport.report.formatting import budget_text, cosine_text, error_text, human_bytes, ms_text
+from onnxport.report.formatting import (NOISY_MARK, NOISY_NOTE, budget_text, cosine_text,
+                                        error_text, human_bytes, ms_text, speedup_text)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -22,22 +23,23 @@ def render_markdown(report: dict[str, Any]) -> str:
               "ran on", "note"]),
         _row(["---"] * 9),
     ]
-    outputs = []
+    outputs, noisy = [], False
     for name, target in report["targets"].items():
         for stage in target["stages"]:
             v = stage.get("verification") or {}
             latency = v.get("latency_ms") or {}
-            source_ms, onnx_ms = latency.get("source"), latency.get("onnx")
-            speedup = f"{source_ms / onnx_ms:.1f}x" if source_ms and onnx_ms else "-"
+            onnx_ms, speedup = latency.get("onnx"), speedup_text(latency)
+            noisy = noisy or speedup.endswith(NOISY_MARK)
             ran_on = "/".join(p.replace("ExecutionProvider", "")
                               for p in v.get("providers", [])) or "-"
-            status = {"ok": "PASS", "failed": "FAIL"}.get(stage["status"],
-                                                          stage["status"].upper())
+            status = stage_label(stage)
             lines.append(_row([name, stage["stage"], status,
                                error_text(v.get("max_abs")), ms_text(onnx_ms), speedup,
                                human_bytes(stage.get("size_bytes")), ran_on,
                                stage.get("reason") or v.get("problem", "")]))
         outputs += _worst_outputs(name, final_stage(target).get("verification") or {})
+    if noisy:
+        lines += ["", NOISY_NOTE]
     lines += ["", _row(["target", "output", "max abs", "mean abs", "cosine", "argmax",
                         "budget"]), _row(["---"] * 7), *outputs]
     warnings = [f"- {name}: {w}" for name, t in report["targets"].items()

@@ -6,9 +6,10 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from onnxport.report.formatting import (budget_text, cosine_text, error_text, human_bytes,
-                                        ms_text, table)
-from onnxport.report.build import final_stage, worst_outputs
+from onnxport.report.formatting import (NOISY_MARK, NOISY_NOTE, budget_text, cosine_text,
+                                        error_text, human_bytes, ms_text, speedup_text,
+                                        table)
+from onnxport.report.build import final_stage, stage_label, worst_outputs
 from onnxport.tolerance import from_json
 
 if TYPE_CHECKING:
@@ -36,12 +37,21 @@ def conversion_summary(report: dict[str, Any], output: str | Path | None) -> str
     head = (f"{report['name']}: {source['framework']} {source['framework_version']} -> "
             f"{produced} ({source['backend']}/{export['exporter']})"
             + (f"; source {ms_text(source_ms)} ms at the first batch" if source_ms else ""))
-    rows = [_stage_row(name, stage, source_ms)
+    rows = [_stage_row(name, stage)
             for name, target in targets.items() for stage in target["stages"]]
     header = ["target", "stage", "status", "max|err|", "onnx ms", "speedup", "size",
               "ran on", "note"]
     parts = [head, "", _fit(table(header, rows))]
+    if any(row[5].endswith(NOISY_MARK) for row in rows):
+        parts.append(textwrap.fill(NOISY_NOTE, WIDTH, subsequent_indent="  "))
+    chosen = candidates_table(report)
+    if chosen:
+        parts += ["", chosen]
     parts += ["", outputs_table(report)]
+    budgets = [_budget_line(name, t["latency_budget"]) for name, t in report["targets"].items()
+               if t.get("latency_budget")]
+    if budgets:
+        parts += ["", *budgets]
     warnings = [f"{name}: {w}" for name, t in targets.items() for w in t["warnings"]]
     warnings += [f"export: {w}" for w in export.get("warnings", [])]
     if warnings:
@@ -59,14 +69,13 @@ def conversion_summary(report: dict[str, Any], output: str | Path | None) -> str
     return "\n".join(parts)
 
 
-def _stage_row(target: str, stage: dict[str, Any], source_ms: float | None) -> list[str]:
+def _stage_row(target: str, stage: dict[str, Any]) -> list[str]:
     v = stage.get("verification")
-    status = {"ok": "PASS", "rejected": "REJECTED", "skipped": "skipped"}.get(
-        stage["status"], "FAIL")
+    status = stage_label(stage)
     if v is None:
         return [target, stage["stage"], status, "-", "-", "-", "-", "-", stage["reason"]]
-    onnx_ms = (v.get("latency_ms") or {}).get("onnx")
-    speedup = f"{source_ms / onnx_ms:.1f}x" if source_ms and onnx_ms else "-"
+    latency = v.get("latency_ms") or {}
+    onnx_ms, speedup = latency.get("onnx"), speedup_text(latency)
     ran_on = "/".join(p.replace("ExecutionProvider", "") for p in v["providers"]) or "-"
     note = stage["reason"] or ("" if v["passed"] else v["problem"])
     return [target, stage["stage"], status, error_text(v.get("max_abs")), ms_text(onnx_ms),
@@ -76,6 +85,40 @@ def _stage_row(target: str, stage: dict[str, Any], source_ms: float | None) -> l
 def _fit(text: str) -> str:
     return "\n".join(line if len(line) <= WIDTH else line[:WIDTH - 3] + "..."
                      for line in text.splitlines())
+
+
+def _budget_line(target: str, b: dict[str, Any]) -> str:
+    verdict = "met" if b["met"] else "MISSED"
+    return (f"{target}: latency budget {b['budget_ms']:g} ms p99 at batch {b['batch']}: "
+            f"{verdict} (p99 {b['p99_ms']:.3g} ms, p50 {b['p50_ms']:.3g} ms, {b['runs']} "
+            f"runs on {b['machine']}, {b['threads']} thread(s))")
+
+
+def candidates_table(report: dict[str, Any]) -> str:
+    """Where a target had several candidate models: each, timed side by side at the
+    target's batch sizes, with its verdict and why ("" when no target had a choice)."""
+    rows = []
+    for name, target in report["targets"].items():
+        batches = [str(b) for b in target.get("latency_batches", [1])]
+        routes = {c["name"].split(" > ")[0] for c in target.get("candidates", [])}
+        for candidate in target.get("candidates", []):
+            label = candidate["name"]
+            if len(routes) == 1:  # one export route: the chain after it says it all
+                label = " > ".join(label.split(" > ")[1:]) or "export"
+            latency = candidate.get("latency_ms") or {}
+            timed = " / ".join(ms_text((latency.get(b) or {}).get("p50")) for b in batches)
+            verdict = {"shipped": "SHIPPED"}.get(candidate["verdict"], candidate["verdict"])
+            why = candidate.get("cause") or ""
+            rows.append([name, label, verdict, timed,
+                         human_bytes(candidate.get("size_bytes")),
+                         error_text(candidate.get("max_abs")), why])
+    if not rows:
+        return ""
+    first = next(t for t in report["targets"].values() if t.get("candidates"))
+    batches = "/".join(str(b) for b in first.get("latency_batches", [1]))
+    header = ["target", "candidate", "verdict", f"ms @ batch {batches}", "size",
+              "max|err|", "why not"]
+    return _fit(table(header, rows))
 
 
 def outputs_table(report: dict[str, Any]) -> str:

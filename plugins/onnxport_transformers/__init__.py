@@ -1,0 +1,73 @@
+"""Built-in plugin: Hugging Face transformers models from a `save_pretrained` directory.
+
+`onnxport convert DIR -o OUT --task text-classification` loads the model class the
+task and `config.json` call for (never code from the directory), makes example inputs
+from the config, names the ONNX inputs and outputs the way Optimum does (`input_ids`,
+`attention_mask`, `token_type_ids`, `pixel_values`, `input_values`; `logits`,
+`last_hidden_state`), keeps the batch and the sequence axes dynamic where the model
+allows, and exports and runs the model through the torch backend's functions.
+
+Importing this module does not import transformers or torch; `load` does.
+"""
+
+from __future__ import annotations
+
+from onnxport.host import hookimpl
+from onnxport.records import Backend, Option, Requirements
+
+from .detect import HubModel, can_load
+from .tasks import TASKS
+
+__all__ = ["HubModel", "TASKS"]
+
+REQUIRES = Requirements(modules=("transformers", "torch", "onnx", "onnxscript"),
+                        extra="transformers")
+EXPORTERS = ("dynamo", "torchscript")
+OPSETS = {"dynamo": (18, 23), "torchscript": (7, 20)}
+
+
+def _load(request):
+    from .loading import load
+
+    return load(request)
+
+
+def _export(loaded, request):
+    from onnxport_torch.exporting import export
+
+    return export(loaded, request)
+
+
+def _capture(loaded, feeds, onnx_path):
+    from onnxport_torch.intermediates import capture_intermediates
+
+    return capture_intermediates(loaded, feeds, onnx_path)
+
+
+@hookimpl
+def onnxport_register_backends(register):
+    register(Backend(
+        name="transformers",
+        description="Hugging Face transformers models: the class a task calls for, "
+                    "example inputs from the config, Optimum's input and output names, "
+                    "exported with torch.onnx",
+        accepts="a save_pretrained directory (config.json with a model_type), or "
+                "onnxport_transformers.HubModel('org/name') where the network allows",
+        can_load=can_load,
+        load=_load,
+        export=_export,
+        runner="torch",
+        exporters=EXPORTERS,
+        opsets=OPSETS,
+        capture_intermediates=_capture,
+        requires=REQUIRES,
+    ))
+
+
+@hookimpl
+def onnxport_add_options(options):
+    options.add(Option(
+        flags=("--task",), commands=("convert",), choices=tuple(TASKS), metavar="TASK",
+        help="transformers backend: what the model is for, which picks its class and "
+             "outputs: " + ", ".join(TASKS) + " (default: from config.json's "
+             "architectures)"))
