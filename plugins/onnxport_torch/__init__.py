@@ -22,13 +22,14 @@ def _load(request):
     return load(request)
 
 
-def _export(loaded, request):
+def export(loaded, request):
+    """torch.onnx export of a loaded module (also the transformers backend's)."""
     from .exporting import export
 
     return export(loaded, request)
 
 
-def _capture(loaded, feeds, onnx_path):
+def capture(loaded, feeds, onnx_path):
     from .intermediates import capture_intermediates
 
     return capture_intermediates(loaded, feeds, onnx_path)
@@ -50,11 +51,11 @@ def onnxport_register_backends(register):
                 ".pt/.pth pickled model (with --trust-code)",
         can_load=can_load,
         load=_load,
-        export=_export,
+        export=export,
         runner="torch",
         exporters=EXPORTERS,
         opsets=OPSETS,
-        capture_intermediates=_capture,
+        capture_intermediates=capture,
         requires=REQUIRES,
     ))
 

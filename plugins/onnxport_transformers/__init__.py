@@ -15,6 +15,8 @@ from __future__ import annotations
 from onnxport.host import hookimpl
 from onnxport.records import Backend, Option, Requirements
 
+from onnxport_torch import EXPORTERS, OPSETS, capture, export
+
 from .detect import HubModel, can_load
 from .tasks import TASKS
 
@@ -22,26 +24,12 @@ __all__ = ["HubModel", "TASKS"]
 
 REQUIRES = Requirements(modules=("transformers", "torch", "onnx", "onnxscript"),
                         extra="transformers")
-EXPORTERS = ("dynamo", "torchscript")
-OPSETS = {"dynamo": (18, 23), "torchscript": (7, 20)}
 
 
 def _load(request):
     from .loading import load
 
     return load(request)
-
-
-def _export(loaded, request):
-    from onnxport_torch.exporting import export
-
-    return export(loaded, request)
-
-
-def _capture(loaded, feeds, onnx_path):
-    from onnxport_torch.intermediates import capture_intermediates
-
-    return capture_intermediates(loaded, feeds, onnx_path)
 
 
 @hookimpl
@@ -55,11 +43,11 @@ def onnxport_register_backends(register):
                 "onnxport_transformers.HubModel('org/name') where the network allows",
         can_load=can_load,
         load=_load,
-        export=_export,
+        export=export,
         runner="torch",
         exporters=EXPORTERS,
         opsets=OPSETS,
-        capture_intermediates=_capture,
+        capture_intermediates=capture,
         requires=REQUIRES,
     ))
 

@@ -30,14 +30,16 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from onnxport.errors import BadInput, EnvironmentProblem, ExitCode, OnnxportError
+from onnxport.errors import BadInput, ExitCode, OnnxportError
+from onnxport.training.destinations import (active_mlflow_run, log_to_mlflow,
+                                             publish_artifact)
+from onnxport.training.files import check_writable
 from onnxport.training.status import (STATUS_FILE, on_disk, status_document, utc_now,
                                       write_status)
 
@@ -265,7 +267,7 @@ class Exporter:
         self.exported += 1
         attempt = Attempt(id=f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-"
                              f"{self._counter}", trigger=trigger, epoch=epoch, step=step,
-                          value=value, mlflow=_active_mlflow_run()
+                          value=value, mlflow=active_mlflow_run()
                           if self.settings.log_to_mlflow else None)
         try:
             attempt.checkpoint = Path(save())
@@ -374,7 +376,7 @@ class Exporter:
         if outcome.passed:
             for uri in settings.publish:
                 try:
-                    published.append(_publish(Path(outcome.output), uri,
+                    published.append(publish_artifact(Path(outcome.output), uri,
                                               settings.publish_options))
                 except Exception as exc:
                     outcome.passed = False
@@ -395,7 +397,7 @@ class Exporter:
             document["mlflow_run_id"] = attempt.mlflow[1]
         self._write(document)
         if attempt.mlflow is not None:
-            problem = _log_to_mlflow(attempt.mlflow, self.settings.artifact_dir,
+            problem = log_to_mlflow(attempt.mlflow, self.settings.artifact_dir,
                                      self.settings.status_path, document)
             if problem:
                 document["notes"].append(problem)
@@ -489,121 +491,3 @@ class Exporter:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def check_writable(artifact: Path) -> None:
-    """Refuse, before a worker starts, an artifact place nothing can be written to (below
-    a file, a read-only or forbidden directory): a clear ENVIRONMENT failure."""
-    parent = Path(artifact).parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".onnxport-probe-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise EnvironmentProblem(
-            f"the artifact directory {artifact} cannot be written: "
-            f"{exc.strerror or exc} ({exc.filename or parent})",
-            "choose a writable place with artifact= (or the callback's directory)") \
-            from exc
-
-
-def atomic_save(path: Path, write: Callable[[Path], None], suffix: str = "") -> Path:
-    """Write `path` through `write(temporary)` and a rename: a reader (or a crash)
-    never sees half a checkpoint. `suffix` keeps the extension a writer insists on."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if temporary.is_dir():
-            shutil.rmtree(temporary, ignore_errors=True)
-        else:
-            try:
-                temporary.unlink()
-            except OSError:
-                pass
-        raise
-    return path
-
-
-def replace_directory(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write a directory (a save_pretrained folder) beside `path`, then swap it in."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fresh = path.with_name(f".{path.name}.{os.getpid()}.new")
-    old = path.with_name(f".{path.name}.{os.getpid()}.old")
-    for leftover in (fresh, old):
-        shutil.rmtree(leftover, ignore_errors=True)
-    try:
-        write(fresh)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(fresh, path)
-    except BaseException:
-        shutil.rmtree(fresh, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
-    return path
-
-
-def link_into(source: Path, directory: Path) -> Path:
-    """`source` (a file or a directory of files) in `directory` under its own name, as
-    hard links (a copy where links are not possible): the attempt keeps these bytes
-    whatever later checkpoints write."""
-    source = Path(source)
-    target = Path(directory) / source.name
-    if source.is_dir():
-        shutil.copytree(source, target, copy_function=_link_or_copy)
-    else:
-        _link_or_copy(source, target)
-    return target
-
-
-def _link_or_copy(source: str | Path, target: str | Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
-def _active_mlflow_run() -> tuple[str, str] | None:
-    """(tracking URI, run id) of the MLflow run active in this thread, if any. mlflow is
-    looked at only if the training script imported it: no import, no active run."""
-    mlflow = sys.modules.get("mlflow")
-    if mlflow is None:
-        return None
-    try:
-        run = mlflow.active_run()
-        return (mlflow.get_tracking_uri(), run.info.run_id) if run is not None else None
-    except Exception:
-        return None
-
-
-def _log_to_mlflow(run: tuple[str, str], artifact: Path, status_path: Path,
-                   document: Mapping[str, Any]) -> str | None:
-    """Log the artifact (when there is one) and the status to the run; a problem is
-    returned as a note, never raised."""
-    try:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=run[0])
-        if document["state"] == "passed" and Path(artifact).is_dir():
-            client.log_artifacts(run[1], str(artifact), artifact_path="onnx")
-        if Path(status_path).is_file():
-            client.log_artifact(run[1], str(status_path))
-    except Exception as exc:
-        LOG.warning("onnxport: logging the ONNX export to MLflow run %s failed: %s: %s",
-                    run[1], type(exc).__name__, exc)
-        return f"logging to MLflow run {run[1]} failed: {type(exc).__name__}: {exc}"
-    return None
-
-
-def _publish(artifact: Path, uri: str, options: Mapping[str, Any]) -> str:
-    from onnxport.artifact.publishing import publish
-    from onnxport.host import default_host
-
-    return publish(artifact, uri, default_host(), dict(options)).uri

@@ -25,8 +25,8 @@ import numpy as np
 
 from onnxport.errors import BadInput
 from onnxport.training.exporting import (DEFAULT_TIMEOUT, LOG, ExportError, Exporter,
-                                         SourceSpec, atomic_save, link_into,
-                                         make_settings)
+                                         SourceSpec, make_settings)
+from onnxport.training.files import atomic_save, link_into
 
 __all__ = ["ExportOnnx", "ExportError"]
 

@@ -42,8 +42,8 @@ import torch
 
 from onnxport.errors import BadInput
 from onnxport.training.exporting import (DEFAULT_TIMEOUT, ExportError, Exporter,
-                                         ExportSettings, SourceSpec, atomic_save,
-                                         link_into, make_settings)
+                                         ExportSettings, SourceSpec, make_settings)
+from onnxport.training.files import atomic_save, link_into
 
 __all__ = ["ExportOnnx", "export_onnx", "ExportError", "load_saved", "InputRecorder"]
 

@@ -30,8 +30,8 @@ from transformers import TrainerCallback
 
 from onnxport.errors import BadInput
 from onnxport.training.exporting import (DEFAULT_TIMEOUT, LOG, ExportError, Exporter,
-                                         SourceSpec, link_into, make_settings,
-                                         replace_directory)
+                                         SourceSpec, make_settings)
+from onnxport.training.files import link_into, replace_directory
 from onnxport.training.torch import (TorchRoute, _write_factory_file, save_inputs,
                                      load_inputs, unwrap)
 
