@@ -109,3 +109,18 @@ def test_plugin_guide_quotes_files_that_exist_and_say_what_it_quotes():
         for line in body.splitlines():
             if line.strip() and line.strip() != "...":
                 assert re.sub(r"\s+", "", line) in source, f"{path}: {line.strip()}"
+
+
+def test_the_targets_table_lists_each_targets_passes():
+    """docs/targets.md's "Which target" table names the passes each built-in target runs."""
+    from onnxport.host import default_host
+
+    host = default_host()
+    text = (ROOT / "docs" / "targets.md").read_text()
+    rows = re.findall(r"^\|[^|]*\| `([\w-]+)`[^|]*\| ([a-z, ]+) \|", text, re.M)
+    assert len(rows) >= 6, rows
+    for name, passes in rows:
+        if passes == "as picked":  # `auto` resolves to one of the others
+            continue
+        target = host.get("target", name)
+        assert tuple(p.strip() for p in passes.split(",")) == tuple(target.passes), name

@@ -183,13 +183,13 @@ def test_the_child_reports_a_native_crash_with_the_signal(tmp_path):
     import subprocess
     import sys
 
-    from onnxport_onnxsim.simplifying import _crash_reason
+    from onnxport.child_tool import crash_reason
 
     done = subprocess.run([sys.executable, "-X", "faulthandler", "-c",
                            "import ctypes; ctypes.string_at(0)"],
                           capture_output=True, text=True)
     assert done.returncode < 0
-    reason = _crash_reason(done.returncode, done.stderr)
+    reason = crash_reason("onnxsim", done.returncode, done.stderr)
     assert reason.startswith("onnxsim crashed (SIGSEGV): ")
     assert "Fatal Python error: Segmentation fault" in reason
 

@@ -20,7 +20,8 @@ import json
 import logging
 import sys
 
-MARKER = "ONNXPORT-RESULT "
+from onnxport.child_tool import send_answer
+
 _MESSAGES = 20  # optimizer warnings passed back, at most
 
 
@@ -47,7 +48,7 @@ def main(argv: list[str]) -> int:
 
     model_type = request["model_type"]
     if model_type not in MODEL_TYPES:
-        _answer({"ok": False, "unknown_model_type": model_type,
+        send_answer({"ok": False, "unknown_model_type": model_type,
                  "known": sorted(MODEL_TYPES)})
         return 0
     options = FusionOptions(model_type)
@@ -62,13 +63,8 @@ def main(argv: list[str]) -> int:
         opt_level=request["opt_level"], use_gpu=False)
     optimizer.save_model_to_file(request["output"],
                                  use_external_data_format=request["external_data"])
-    _answer({"ok": True, "messages": collect.messages})
+    send_answer({"ok": True, "messages": collect.messages})
     return 0
-
-
-def _answer(result: dict) -> None:
-    sys.stdout.flush()
-    print(MARKER + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

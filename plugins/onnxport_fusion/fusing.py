@@ -14,22 +14,18 @@ LayerNormalization). Everything else is `PassOutcome(applied=False, reason=...)`
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from onnxport.child_tool import run_tool
 from onnxport.errors import BadInput
 from onnxport.records import PassContext, PassOutcome
 
-from .child import MARKER
 from .detect import detect_heads, detect_model_type, evidence, index
 from .options import FuseOptions, parse_options
 
@@ -39,7 +35,6 @@ _FUSED_DEFAULT_DOMAIN = ("LayerNormalization", "Gelu", "RMSNormalization")
 _ATTENTION_OPS = ("Attention", "MultiHeadAttention", "GroupQueryAttention",
                   "PackedAttention", "PackedMultiHeadAttention")
 _MICROSOFT = "com.microsoft"
-_TAIL = 400  # characters of the child's stderr quoted in a reason
 
 
 def fuse(context: PassContext) -> PassOutcome:
@@ -157,26 +152,15 @@ def _run_child(source: Path, output: Path, settings: dict[str, Any], external: b
         "opt_level": OPT_LEVEL,
         "external_data": external,
     }
-    request_file = work / "fuse-request.json"
-    request_file.write_text(json.dumps(request))
     package_parent = str(Path(__file__).resolve().parent.parent)
     path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONPATH": path,
-           "TMPDIR": str(work), "TEMP": str(work), "TMP": str(work)}
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "onnxport_fusion.child", str(request_file)],
-            capture_output=True, text=True, timeout=timeout, cwd=work, env=env)
-    except subprocess.TimeoutExpired:
-        return (f"onnxruntime's optimizer did not finish within {timeout:g} s and was "
-                "stopped (raise fuse.timeout for large models)")
-    if done.returncode != 0:
-        return _crash_reason(done.returncode, done.stderr)
-    line = next((l for l in reversed(done.stdout.splitlines()) if l.startswith(MARKER)),
-                None)
-    if line is None:
-        return "the optimizer's process ended without a result: " + _tail(done.stderr)
-    answer = json.loads(line[len(MARKER):])
+    run = run_tool("onnxport_fusion.child", request, work, tool="onnxruntime's optimizer",
+                   timeout=timeout, timeout_hint="raise fuse.timeout for large models",
+                   env={"PYTHONPATH": path, "TMPDIR": str(work), "TEMP": str(work),
+                        "TMP": str(work)})
+    answer = run.answer
+    if answer is None:
+        return run.failure
     if "unknown_model_type" in answer:
         raise BadInput(f"target '{target}': fuse.model_type "
                        f"{answer['unknown_model_type']!r} is not one onnxruntime's "
@@ -186,32 +170,6 @@ def _run_child(source: Path, output: Path, settings: dict[str, Any], external: b
     if not output.is_file() or output.stat().st_size == 0:
         return "the optimizer reported success but wrote no model"
     return ""
-
-
-def _crash_reason(code: int, stderr: str) -> str:
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"onnxruntime's optimizer crashed ({name}): {_tail(stderr)}"
-    return f"onnxruntime's optimizer failed: {_tail(stderr)}"
-
-
-def _tail(stderr: str) -> str:
-    """The exception line of a traceback, else the last lines of stderr; trimmed."""
-    lines = [l.strip() for l in stderr.strip().splitlines() if l.strip()]
-    if not lines:
-        return "no error output"
-    fatal = next((i for i, l in enumerate(lines) if l.startswith("Fatal Python error")),
-                 None)
-    if fatal is not None:
-        text = " | ".join(lines[max(0, fatal - 2):fatal + 1])
-    elif "Traceback (most recent" in stderr:
-        text = lines[-1]
-    else:
-        text = " | ".join(lines[-3:])
-    return text if len(text) <= _TAIL else text[:_TAIL - 3] + "..."
 
 
 # --------------------------------------------------------------------------- checks

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
-MARKER = "ONNXPORT-RESULT "
+from onnxport.child_tool import send_answer
+
 
 
 def main(argv: list[str]) -> int:
@@ -32,8 +33,7 @@ def main(argv: list[str]) -> int:
         external_data_threshold=request["external_data_threshold"],
         # overwrite_input_shapes is never passed: dynamic axes must stay dynamic.
     )
-    sys.stdout.flush()
-    print(MARKER + json.dumps({"ok": bool(ok)}), flush=True)
+    send_answer({"ok": bool(ok)})
     return 0
 
 

@@ -10,22 +10,16 @@ becomes `PassOutcome(applied=False, reason=...)`: the previous model goes on.
 from __future__ import annotations
 
 import importlib.metadata
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from onnxport.artifact.modelinfo import load_onnx
+from onnxport.child_tool import run_tool
 from onnxport.records import PassContext, PassOutcome
 
-from .child import MARKER
 from .options import SimplifyOptions, parse_options
 
-_TAIL = 400  # characters of the child's stderr quoted in a reason
 
 
 def simplify(context: PassContext) -> PassOutcome:
@@ -97,59 +91,19 @@ def _run_child(source: Path, output: Path, options: SimplifyOptions, external: b
         # (onnxsim's own default moves anything over 100 MB into a .data file).
         "external_data_threshold": "0B" if external else "2GB",
     }
-    work_dir.mkdir(parents=True, exist_ok=True)
-    request_file = work_dir / "onnxsim-request.json"
-    request_file.write_text(json.dumps(request))
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "onnxport_onnxsim.child", str(request_file)],
-            capture_output=True, text=True, timeout=options.timeout, cwd=work_dir,
-            env={**os.environ, "PYTHONFAULTHANDLER": "1"})
-    except subprocess.TimeoutExpired:
-        return (f"onnxsim did not finish within {options.timeout:g} s and was stopped "
-                "(raise simplify.timeout for large models)")
-    if done.returncode != 0:
-        return _crash_reason(done.returncode, done.stderr)
-    line = next((l for l in reversed(done.stdout.splitlines()) if l.startswith(MARKER)),
-                None)
-    if line is None:
-        return "onnxsim's process ended without a result: " + _tail(done.stderr)
-    if not json.loads(line[len(MARKER):])["ok"]:
-        detail = next((l.strip() for l in done.stdout.splitlines()
+    run = run_tool("onnxport_onnxsim.child", request, work_dir, tool="onnxsim",
+                   timeout=options.timeout,
+                   timeout_hint="raise simplify.timeout for large models")
+    if run.answer is None:
+        return run.failure
+    if not run.answer["ok"]:
+        detail = next((l.strip() for l in run.stdout.splitlines()
                        if "changes after optimization" in l), "")
         return ("onnxsim could not check its result (ok=False)"
                 + (f": {detail}" if detail else ""))
     if not output.is_file() or output.stat().st_size == 0:
         return "onnxsim reported success but wrote no model"
     return ""
-
-
-def _crash_reason(code: int, stderr: str) -> str:
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"onnxsim crashed ({name}): {_tail(stderr)}"
-    return f"onnxsim failed: {_tail(stderr)}"
-
-
-def _tail(stderr: str) -> str:
-    """What the child's stderr says went wrong: a native abort's message and Python's
-    'Fatal Python error' line, else the exception line of a traceback, else its last
-    lines; trimmed."""
-    lines = [l.strip() for l in stderr.strip().splitlines() if l.strip()]
-    if not lines:
-        return "no error output"
-    fatal = next((i for i, l in enumerate(lines) if l.startswith("Fatal Python error")),
-                 None)
-    if fatal is not None:
-        text = " | ".join(lines[max(0, fatal - 2):fatal + 1])
-    elif lines[0].startswith("Traceback") or "Traceback (most recent" in stderr:
-        text = lines[-1]
-    else:
-        text = " | ".join(lines[-3:])
-    return text if len(text) <= _TAIL else text[:_TAIL - 3] + "..."
 
 
 def restore_interface(original, result) -> str:

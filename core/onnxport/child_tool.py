@@ -1,0 +1,98 @@
+"""Running a pass's third-party tool (onnxsim, onnxruntime's optimizer, ...) in a child
+process, so that its native abort, segfault or hang is that pass's failure with a
+reason, never the conversion's crash.
+
+The protocol: the parent writes a JSON request into the pass's work directory and runs
+`python -m MODULE REQUEST.json`; the child does the work and prints one line
+`ONNXPORT-RESULT {json}` (`send_answer`). Anything else the parent sees as an exit code,
+a signal or a timeout, reported with the tail of the child's stderr. A third-party pass
+plugin can use it the same way the built-in ones do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["MARKER", "ToolRun", "run_tool", "send_answer", "crash_reason", "stderr_tail"]
+
+MARKER = "ONNXPORT-RESULT "
+TAIL = 400  # characters of the child's stderr quoted in a reason
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """What the child said (`answer`), or why there is no answer (`failure`); `stdout`
+    is the tool's own printing, for a detail the answer does not carry."""
+
+    answer: dict[str, Any] | None
+    failure: str = ""
+    stdout: str = ""
+
+
+def run_tool(module: str, request: Mapping[str, Any], work: Path, *, tool: str,
+             timeout: float, timeout_hint: str, env: Mapping[str, str] | None = None
+             ) -> ToolRun:
+    """Run `python -m module` on `request` in `work` (its cwd). `tool` names it in the
+    reasons ("onnxsim"); `timeout_hint` says how to give it more time."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    request_file = work / f"{module.rsplit('.', 1)[0]}-request.json"
+    request_file.write_text(json.dumps(dict(request)))
+    environment = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
+    try:
+        done = subprocess.run([sys.executable, "-m", module, str(request_file)],
+                              capture_output=True, text=True, timeout=timeout, cwd=work,
+                              env=environment)
+    except subprocess.TimeoutExpired:
+        return ToolRun(None, f"{tool} did not finish within {timeout:g} s and was "
+                             f"stopped ({timeout_hint})")
+    if done.returncode != 0:
+        return ToolRun(None, crash_reason(tool, done.returncode, done.stderr))
+    line = next((l for l in reversed(done.stdout.splitlines()) if l.startswith(MARKER)),
+                None)
+    if line is None:
+        return ToolRun(None, f"{tool}'s process ended without a result: "
+                             + stderr_tail(done.stderr))
+    return ToolRun(json.loads(line[len(MARKER):]), stdout=done.stdout)
+
+
+def send_answer(answer: Mapping[str, Any]) -> None:
+    """In the child: the one result line the parent reads (after the tool's own output)."""
+    sys.stdout.flush()
+    print(MARKER + json.dumps(dict(answer)), flush=True)
+
+
+def crash_reason(tool: str, code: int, stderr: str) -> str:
+    """'onnxsim crashed (SIGABRT): ...' for a signal, 'onnxsim failed: ...' otherwise."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"{tool} crashed ({name}): {stderr_tail(stderr)}"
+    return f"{tool} failed: {stderr_tail(stderr)}"
+
+
+def stderr_tail(stderr: str) -> str:
+    """What the child's stderr says went wrong: a native abort's message and Python's
+    'Fatal Python error' line, else the exception line of a traceback, else its last
+    lines; trimmed."""
+    lines = [l.strip() for l in stderr.strip().splitlines() if l.strip()]
+    if not lines:
+        return "no error output"
+    fatal = next((i for i, l in enumerate(lines) if l.startswith("Fatal Python error")),
+                 None)
+    if fatal is not None:
+        text = " | ".join(lines[max(0, fatal - 2):fatal + 1])
+    elif "Traceback (most recent" in stderr:
+        text = lines[-1]
+    else:
+        text = " | ".join(lines[-3:])
+    return text if len(text) <= TAIL else text[:TAIL - 3] + "..."
