@@ -21,7 +21,6 @@ from onnxport.records import PassContext, PassOutcome
 from .options import SimplifyOptions, parse_options
 
 
-
 def simplify(context: PassContext) -> PassOutcome:
     options = parse_options(context.options, context.target.name)
     import onnx
