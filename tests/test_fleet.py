@@ -128,10 +128,10 @@ def test_a_local_fleet_isolates_failures_and_skips_what_is_unchanged(tmp_path):
 
 
 def test_a_fleet_on_a_real_ray_cluster(tmp_path, ray_head):
-    fleet, out = _fleet(tmp_path, hang=False), tmp_path / "out"
+    fleet, out = _fleet(tmp_path), tmp_path / "out"
     result = run_process("fleet", fleet, "-o", out, "--executor", "ray",
                          "--ray-address", ray_head.address, env=RayHead.ENV)
-    _check_first_run(result, out, hang=False)
+    _check_first_run(result, out)
     assert "with the ray executor" in result.out
 
 

@@ -116,3 +116,8 @@ def test_the_fuse_pass_is_a_candidate_on_a_transformer(tmp_path):
     fuse = next(s for s in artifact.stages if s.stage == "fuse")
     assert fuse.verification.passed and fuse.settings["fused"]
     assert len(artifact.candidates) == 2 and result.passed
+    # fuse runs on the export, before onnxsim folds the attention out of the optimizer's
+    # patterns: the fused candidate holds Attention nodes
+    assert fuse.settings["fused"].get("Attention") == 2, fuse.settings["fused"]
+    assert [c.name.split(" > ")[:2] for c in artifact.candidates] == [
+        ["torchscript"], ["torchscript", "fuse"]], [c.name for c in artifact.candidates]

@@ -34,7 +34,7 @@ def configure_serve(p) -> None:
     p.add_argument("--host", dest="bind", default="127.0.0.1", metavar="ADDRESS",
                    help="the address to bind (default 127.0.0.1; another address needs a "
                    "token: onnxport token create)")
-    p.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
+    p.add_argument("--port", type=int, default=8000, metavar="N", help="the port (default 8000)")
     p.add_argument("--executor", default="local", metavar="NAME",
                    help="where conversions run: local (worker processes here, the "
                    "default) or ray")

@@ -4,7 +4,8 @@ The model class comes from the task's transformers mapping and `config.json`'s
 `model_type` (never from code in the directory: `trust_remote_code` stays off). The
 model is wrapped so that it returns the task's outputs by Optimum's names, and then
 loaded by the torch backend's own `load` (example checks, dry run, binding by name, a
-batch of 2 to trace), so export and the source runner are the torch backend's.
+batch of 2 to trace), so export and the source runner are the torch backend's. The
+attention is loaded as plain ops (ATTENTION), so the fuse pass can fuse it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ BATCH = 2  # the example batch: torch.export specialises a batch of 1
 SEQUENCE = 16  # example tokens, at most the model's maximum length
 WAVEFORM = 3200  # example samples of raw audio (0.2 s at 16 kHz)
 SEQUENCE_AXIS = "sequence"
+# Attention as plain ops: what onnxruntime's optimizer fuses into its Attention kernel.
+# "sdpa" (transformers' default) is a PyTorch kernel choice that exports as a pattern
+# the optimizer does not match; both compute the same function.
+ATTENTION = "eager"
 
 
 def load(request: LoadRequest) -> LoadedModel:
@@ -188,11 +193,19 @@ def _model_class(task: Task, config, where: str, transformers):
 
 def _from_pretrained(model_class, source: Source, where: str):
     hub = source.value if isinstance(source.value, HubModel) else None
+    where_from = hub.id if hub else str(source.value)
     try:
-        model, info = model_class.from_pretrained(
-            hub.id if hub else str(source.value),
-            revision=hub.revision if hub else None, trust_remote_code=False,
-            output_loading_info=True)
+        try:
+            model, info = model_class.from_pretrained(
+                where_from, revision=hub.revision if hub else None,
+                trust_remote_code=False, output_loading_info=True,
+                attn_implementation=ATTENTION)
+        except ValueError as exc:
+            if ATTENTION not in str(exc):
+                raise
+            model, info = model_class.from_pretrained(  # a model without eager attention
+                where_from, revision=hub.revision if hub else None,
+                trust_remote_code=False, output_loading_info=True)
     except Exception as exc:
         if hub is not None:
             raise _hub_error(hub, exc) from exc

@@ -54,7 +54,9 @@ def main(argv: Sequence[str] | None = None, host=None) -> int:
         if not hasattr(args, "handler"):
             parser.print_help()
             return ExitCode.OK
-        _configure_logging(args.verbose, args.quiet)
+        configure_logging(logging.ERROR if args.quiet else logging.DEBUG
+                          if args.verbose > 1 else logging.INFO if args.verbose
+                          else logging.WARNING)
         args.argv = argv
         args.embedded = embedded
         args.host = host
@@ -178,11 +180,10 @@ def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
                        help="print only results and errors: no progress, no warnings")
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
+def configure_logging(level: int) -> None:
     """Plugins log through `logging.getLogger("onnxport.NAME")`: show those records on
-    stderr at the level asked for. Only onnxport's loggers are touched."""
-    level = (logging.ERROR if quiet else logging.DEBUG if verbose > 1 else
-             logging.INFO if verbose else logging.WARNING)
+    stderr at `level` (-q, -v, -vv). Only onnxport's loggers are touched; a conversion's
+    worker process is given the same level."""
     logger = logging.getLogger("onnxport")
     logger.setLevel(level)
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):

@@ -209,7 +209,7 @@ def _convert_in_worker(args, request, observers) -> Path:
     outcome = convert_in_worker(request, timeout=args.timeout or None,
                                 observers=observers, debug=args.debug)
     if outcome.report is not None:
-        _print(outcome.report, outcome.output, args.json)
+        _print(outcome.report, outcome.output, args)
     if not outcome.passed:
         raise error_for(outcome.exit_code, outcome.message, outcome.hint)
     return Path(outcome.output)
@@ -229,19 +229,19 @@ def _convert_here(args, request, observers) -> Path:
         if exc.result is not None and args.diagnose:
             _print_diagnosed(args, exc.result)
         elif exc.result is not None:
-            _print(exc.result.report, exc.result.output, args.json)
+            _print(exc.result.report, exc.result.output, args)
         raise
-    _print(result.report, result.output, args.json)
+    _print(result.report, result.output, args)
     return result.output
 
 
-def _print(report: dict, output, as_json: bool) -> None:
+def _print(report: dict, output, args) -> None:
     from onnxport.report.terminal import conversion_summary
 
-    if as_json:
+    if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
-        print(conversion_summary(report, output))
+        print(conversion_summary(report, output, warnings=not args.quiet))
 
 
 def _print_diagnosed(args, result) -> None:
@@ -269,7 +269,7 @@ def _print_diagnosed(args, result) -> None:
     if args.json:
         print(json.dumps({**result.report, "diagnosis": data}, indent=2, default=str))
         return
-    print(conversion_summary(result.report, result.output))
+    print(conversion_summary(result.report, result.output, warnings=not args.quiet))
     for diagnosis in diagnoses:
         print("\n" + diagnosis_text(diagnosis))
 

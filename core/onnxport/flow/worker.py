@@ -19,6 +19,7 @@ cleaned up by `committing.recover` under the output's lock.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import shutil
@@ -40,6 +41,7 @@ from onnxport.records import ConversionOutcome, Job, StageEvent
 
 DEFAULT_TIMEOUT = 1800.0  # seconds; a large export takes minutes, a hang forever
 DEBUG_VARIABLE = "ONNXPORT_DEBUG"  # set for the worker: tracebacks on its stderr
+LOG_LEVEL_VARIABLE = "ONNXPORT_LOG_LEVEL"  # the caller's -q/-v, for the plugins' logging
 
 
 def convert_in_worker(request: ConversionRequest, *, timeout: float | None = DEFAULT_TIMEOUT,
@@ -58,7 +60,7 @@ def convert_in_worker(request: ConversionRequest, *, timeout: float | None = DEF
             stdin=subprocess.PIPE, stdout=2, pass_fds=(write_end,),
             start_new_session=True,
             env={**(os.environ if env is None else env), **_same_imports(),
-                 **({DEBUG_VARIABLE: "1"} if debug else {})})
+                 **({DEBUG_VARIABLE: "1"} if debug else {}), **_log_level()})
     finally:
         os.close(write_end)
     try:
@@ -140,6 +142,13 @@ def _interpreter() -> list[str]:
     """This Python, with the flags that shape what it imports (`-S`: no site-packages)."""
     return [sys.executable, *(["-S"] if sys.flags.no_site else []),
             *(["-s"] if sys.flags.no_user_site else [])]
+
+
+def _log_level() -> dict[str, str]:
+    """The level this process shows onnxport's logging at, if it chose one (the CLI's
+    -q/-v): the worker shows the plugins' records the same way."""
+    level = logging.getLogger("onnxport").level
+    return {LOG_LEVEL_VARIABLE: str(level)} if level != logging.NOTSET else {}
 
 
 def _same_imports() -> dict[str, str]:
@@ -242,6 +251,10 @@ def worker_main(result_fd: int) -> int:
     from onnxport.host import default_host
 
     _die_with_the_caller()
+    if os.environ.get(LOG_LEVEL_VARIABLE, "").isdigit():
+        from onnxport.cli import configure_logging
+
+        configure_logging(int(os.environ[LOG_LEVEL_VARIABLE]))
     relay = _Relay(os.fdopen(result_fd, "w", buffering=1))
     try:
         request = request_from_json(json.loads(sys.stdin.read()))

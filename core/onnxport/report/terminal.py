@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 WIDTH = 100
 
 
-def conversion_summary(report: dict[str, Any], output: str | Path | None) -> str:
-    """One row per target and stage, then each shipped model's outputs, then warnings;
-    rendered from report.json alone, so it reads the same for a conversion that ran in
-    this process and one that ran in a worker."""
+def conversion_summary(report: dict[str, Any], output: str | Path | None,
+                       warnings: bool = True) -> str:
+    """One row per target and stage, then each shipped model's outputs, then warnings
+    (left out for `-q`); rendered from report.json alone, so it reads the same for a
+    conversion that ran in this process and one that ran in a worker."""
     source, export = report["source"], report["export"]
     targets = report["targets"]
     source_ms = next((s["verification"]["latency_ms"].get("source")
@@ -52,13 +53,13 @@ def conversion_summary(report: dict[str, Any], output: str | Path | None) -> str
                if t.get("latency_budget")]
     if budgets:
         parts += ["", *budgets]
-    warnings = [f"{name}: {w}" for name, t in targets.items() for w in t["warnings"]]
-    warnings += [f"export: {w}" for w in export.get("warnings", [])]
-    if warnings:
+    said = [f"{name}: {w}" for name, t in targets.items() for w in t["warnings"]]
+    said += [f"export: {w}" for w in export.get("warnings", [])]
+    if said and warnings:
         parts += ["", "warnings:", *(textwrap.fill(w, WIDTH, initial_indent="  ",
                                                    subsequent_indent="    ",
                                                    break_on_hyphens=False)
-                                     for w in warnings)]
+                                     for w in said)]
     for name, target in targets.items():
         verification = final_stage(target).get("verification") or {}
         if target["status"] != "passed":
