@@ -179,13 +179,14 @@ def test_observers_see_every_stage_of_a_conversion(tmp_path):
 
     import onnxport
 
-    host = PluginHost(selection="torch,providers,onnxsim")
+    host = PluginHost(selection="torch,providers,onnxsim,fusion")
     with host.registered(Recorder(), "recorder"):
         onnxport.convert(factory("autopilot_torch"), output=tmp_path / "out",
                          latency_runs=0, host=host)
     assert events == [("load", None, "started"), ("load", None, "ok"),
                       ("export", None, "started"), ("export", None, "ok"),
                       ("verify", "cpu", "started"), ("verify", "cpu", "ok"),
+                      ("fuse", "cpu", "started"), ("fuse", "cpu", "skipped"),
                       ("simplify", "cpu", "started"), ("simplify", "cpu", "ok"),
                       ("verify simplify", "cpu", "started"),
                       ("verify simplify", "cpu", "ok")]

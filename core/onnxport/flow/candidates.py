@@ -176,8 +176,10 @@ def _run_pass(host: PluginHost, pass_: Pass, target: Target, request: Conversion
                           options=options, work_dir=output_path.parent,
                           calibration_data=request.calibration_data)
     try:
-        with stage_events(host, name, target.name, timings):
+        with stage_events(host, name, target.name, timings) as note:
             outcome = pass_.run(context)
+            if not outcome.applied:  # observers see what the report says: skipped
+                note["status"], note["detail"] = "skipped", outcome.reason or ""
     except OnnxportError:
         raise
     except Exception as exc:
