@@ -7,6 +7,12 @@ The protocol: the parent writes a JSON request into the pass's work directory an
 `ONNXPORT-RESULT {json}` (`send_answer`). Anything else the parent sees as an exit code,
 a signal or a timeout, reported with the tail of the child's stderr. A third-party pass
 plugin can use it the same way the built-in ones do.
+
+A tool whose imports are slow can be started ahead (`prestart`): the child imports
+while the conversion loads and exports the model on the other core, then waits on its
+stdin for the request's path; `run_tool` hands the request to it instead of starting a
+new interpreter. A child nobody hands work to ends when its parent does (its stdin
+closes).
 """
 
 from __future__ import annotations
@@ -20,10 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["MARKER", "ToolRun", "run_tool", "send_answer", "crash_reason", "stderr_tail"]
+__all__ = ["MARKER", "WARM_FLAG", "ToolRun", "run_tool", "prestart", "read_request",
+           "send_answer", "crash_reason", "stderr_tail"]
 
 MARKER = "ONNXPORT-RESULT "
+WARM_FLAG = "--warm"  # a child started ahead: its request's path comes on stdin
 TAIL = 400  # characters of the child's stderr quoted in a reason
+
+_started_ahead: dict[str, subprocess.Popen] = {}
 
 
 @dataclass(frozen=True)
@@ -40,27 +50,61 @@ def run_tool(module: str, request: Mapping[str, Any], work: Path, *, tool: str,
              timeout: float, timeout_hint: str, env: Mapping[str, str] | None = None
              ) -> ToolRun:
     """Run `python -m module` on `request` in `work` (its cwd). `tool` names it in the
-    reasons ("onnxsim"); `timeout_hint` says how to give it more time."""
+    reasons ("onnxsim"); `timeout_hint` says how to give it more time. A child started
+    ahead for `module` (and no `env` of this call's own) takes the request instead."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    request_file = work / f"{module.rsplit('.', 1)[0]}-request.json"
+    request_file = (work / f"{module.rsplit('.', 1)[0]}-request.json").resolve()
     request_file.write_text(json.dumps(dict(request)))
-    environment = {**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}
+    process, handed = _started_ahead.pop(module, None), None
+    if process is not None and process.poll() is None and not env:
+        handed = f"{request_file}\n"
+    else:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, str(request_file)], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})})
     try:
-        done = subprocess.run([sys.executable, "-m", module, str(request_file)],
-                              capture_output=True, text=True, timeout=timeout, cwd=work,
-                              env=environment)
+        stdout, stderr = process.communicate(handed, timeout=timeout)
     except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
         return ToolRun(None, f"{tool} did not finish within {timeout:g} s and was "
                              f"stopped ({timeout_hint})")
-    if done.returncode != 0:
-        return ToolRun(None, crash_reason(tool, done.returncode, done.stderr))
-    line = next((l for l in reversed(done.stdout.splitlines()) if l.startswith(MARKER)),
-                None)
+    if process.returncode != 0:
+        return ToolRun(None, crash_reason(tool, process.returncode, stderr))
+    line = next((l for l in reversed(stdout.splitlines()) if l.startswith(MARKER)), None)
     if line is None:
         return ToolRun(None, f"{tool}'s process ended without a result: "
-                             + stderr_tail(done.stderr))
-    return ToolRun(json.loads(line[len(MARKER):]), stdout=done.stdout)
+                             + stderr_tail(stderr))
+    return ToolRun(json.loads(line[len(MARKER):]), stdout=stdout)
+
+
+def prestart(module: str) -> None:
+    """Start `python -m module --warm` now, unless one is already waiting: its imports
+    then overlap the conversion's own work instead of following it."""
+    waiting = _started_ahead.get(module)
+    if waiting is not None and waiting.poll() is None:
+        return
+    _started_ahead[module] = subprocess.Popen(
+        [sys.executable, "-m", module, WARM_FLAG], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+
+
+def read_request(argv: list[str]) -> dict[str, Any]:
+    """In the child: the request, from the file named on the command line or, in a child
+    started ahead, from the path its parent writes on stdin (the child then works in
+    that file's directory). No path at all (the parent ended) exits quietly."""
+    if argv and argv[0] == WARM_FLAG:
+        line = sys.stdin.readline().strip()
+        if not line:
+            raise SystemExit(0)
+        path = Path(line)
+        os.chdir(path.parent)
+    else:
+        path = Path(argv[0])
+    return json.loads(path.read_text())
 
 
 def send_answer(answer: Mapping[str, Any]) -> None:

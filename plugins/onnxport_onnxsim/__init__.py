@@ -5,10 +5,14 @@ MatMul + Add into Gemm). It runs in a separate Python process with a time limit,
 native crash or a hang of the simplifier becomes the reason the pass was skipped, never
 a dead `onnxport`. Its result is kept only when every input and output keeps its
 name and its dynamic (symbolic) dimensions; the core then verifies it against the source
-framework like any other stage. Importing this module imports neither onnx nor onnxsim.
+framework like any other stage. The child is started when a conversion starts loading
+its model, so that it imports onnx and onnxsim (about a second) while torch or
+TensorFlow loads and exports. Importing this module imports neither onnx nor onnxsim.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 from onnxport.host import hookimpl
 from onnxport.records import Pass, Requirements
@@ -34,3 +38,11 @@ def onnxport_register_passes(register):
         optional=True,
         requires=Requirements(modules=("onnxsim", "onnx"), extra="simplify"),
     ))
+
+@hookimpl
+def onnxport_stage_started(event):
+    """A conversion is starting: start the simplifier's child ahead (see child_tool)."""
+    if event.stage == "load" and importlib.util.find_spec("onnxsim") is not None:
+        from onnxport.child_tool import prestart
+
+        prestart("onnxport_onnxsim.child")

@@ -1,4 +1,5 @@
-"""The child process that runs onnxsim: `python -m onnxport_onnxsim.child REQUEST.json`.
+"""The child process that runs onnxsim: `python -m onnxport_onnxsim.child REQUEST.json`,
+or `--warm` (started ahead: it imports onnxsim, then reads the request's path on stdin).
 
 It simplifies one file into another and prints one line `ONNXPORT-RESULT {json}` on
 stdout. Anything else (a Python exception, a native abort or segfault, a hang) is seen
@@ -7,16 +8,16 @@ by the parent as an exit code, a signal or a timeout, with the tail of stderr.
 
 from __future__ import annotations
 
-import json
+import functools
 import sys
 
-from onnxport.child_tool import send_answer
-
+from onnxport.child_tool import WARM_FLAG, read_request, send_answer
 
 
 def main(argv: list[str]) -> int:
-    with open(argv[0]) as handle:
-        request = json.load(handle)
+    if argv and argv[0] == WARM_FLAG:
+        load_simplify()  # started ahead: import now, while the parent exports
+    request = read_request(argv)
     _limit_memory(request.get("memory_limit_mb"))
     simplify = load_simplify()
 
@@ -37,6 +38,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+@functools.lru_cache(maxsize=None)
 def load_simplify():
     """`onnxsim.simplify`, without running onnxsim's package __init__ if possible.
 
