@@ -39,6 +39,7 @@ def onnxport_register_passes(register):
         requires=Requirements(modules=("onnxsim", "onnx"), extra="simplify"),
     ))
 
+
 @hookimpl
 def onnxport_stage_started(event):
     """A conversion is starting: start the simplifier's child ahead (see child_tool)."""
