@@ -56,10 +56,13 @@ def test_every_text_report_marks_and_explains_a_noisy_speedup(cli, tmp_path):
     result = cli("convert", factory("autopilot_torch"), "-o", out, "--latency-runs", "5")
     assert result.code == 0, result.err
     report = json.loads((out / "report.json").read_text())
-    latency = report["targets"]["cpu"]["stages"][0]["verification"]["latency_ms"]
+    figures = [s["verification"]["latency_ms"] for s in report["targets"]["cpu"]["stages"]
+               if (s.get("verification") or {}).get("latency_ms")]
+    latency = figures[0]
     assert latency["interleaved"] and latency["speedup"] > 0
-    for noisy in (False, True):
-        latency["noisy"] = noisy
+    for noisy in (False, True):  # whatever this busy machine measured, every row alike
+        for figure in figures:
+            figure["noisy"] = noisy
         for text in (conversion_summary(report, out), render_markdown(report)):
             assert (speedup_text(latency) in text) and (
                 ("interleaved runs spread too widely" in text) == noisy)
