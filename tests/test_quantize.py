@@ -160,7 +160,8 @@ def test_the_argmax_floor_fails_int8_that_flips_classes(tmp_path):
     assert_untouched(tmp_path / "out")
     # The fp32 stages met the same data; only INT8 flipped classes.
     artifact = failed.value.result.artifact("cpu")
-    assert [s.status for s in artifact.stages] == ["ok", "ok", "failed"]
+    assert [(s.stage, s.status) for s in artifact.stages if s.status != "skipped"] == [
+        ("export", "ok"), ("simplify", "ok"), ("quantize", "failed")]
     # Not declared a classifier: the floor does not apply to the same model.
     try:
         result = onnxport.convert(factory("wakeword"), output=tmp_path / "plain", **common)
