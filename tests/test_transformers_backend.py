@@ -180,3 +180,16 @@ def test_can_load_reads_config_json_without_importing_transformers(saved, tmp_pa
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "False", "False", "False"]
+
+
+def test_verify_reloads_with_the_task_the_conversion_was_given(cli, saved, tmp_path):
+    """A classifier's directory converted for feature extraction: checking it again must
+    load the same task, not the one config.json's class would pick."""
+    out = tmp_path / "features"
+    done = cli("convert", saved["bert"], "-o", out, "--task", "feature-extraction",
+               "--latency-runs", "0")
+    assert done.code == 0, done.err
+    manifest = json.loads((out / "cpu" / "manifest.json").read_text())
+    assert manifest["source"]["load_options"] == {"task": "feature-extraction"}
+    again = cli("verify", out, "--source", saved["bert"])
+    assert again.code == 0, again.err + again.out

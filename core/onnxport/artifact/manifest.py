@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from onnxport.records import ExportResult, LoadedModel
 
 MANIFEST_FORMAT = "onnxport-artifact/1"
-RECORDED_LOAD_OPTIONS = ("custom_objects",)  # what `onnxport verify` needs to load again
+RECORDED_LOAD_OPTIONS = ("custom_objects", "task")  # what `onnxport verify` needs to load again
 
 
 def now() -> str:
