@@ -17,6 +17,7 @@ closes).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -86,10 +87,24 @@ def prestart(module: str) -> None:
     waiting = _started_ahead.get(module)
     if waiting is not None and waiting.poll() is None:
         return
+    if not _started_ahead:
+        atexit.register(_let_waiting_children_go)
     _started_ahead[module] = subprocess.Popen(
         [sys.executable, "-m", module, WARM_FLAG], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+
+
+def _let_waiting_children_go() -> None:
+    """At exit: close what the children started ahead still wait on, so they end now."""
+    for process in _started_ahead.values():
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def read_request(argv: list[str]) -> dict[str, Any]:
