@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from onnxport.records import ExportResult, LoadedModel
 
 MANIFEST_FORMAT = "onnxport-artifact/1"
-RECORDED_LOAD_OPTIONS = ("custom_objects", "task")  # what `onnxport verify` needs to load again
+# What `onnxport verify` needs to load the source again: Keras custom objects, a task.
+RECORDED_LOAD_OPTIONS = ("custom_objects", "task")
 
 
 def now() -> str:
