@@ -190,6 +190,21 @@ def placeholder():  # the factory make_settings checks options with; never calle
 # --------------------------------------------------------------------------- attempts
 
 
+class ExportHandle:
+    """What every callback offers its user directly: wait for a background export, read
+    the last status. Mixed into each framework's callback class beside its own base."""
+
+    exporter: "Exporter"
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """Wait for a background export; the last status."""
+        return self.exporter.wait(timeout)
+
+    @property
+    def status(self) -> dict[str, Any] | None:
+        return self.exporter.status
+
+
 @dataclass
 class Attempt:
     """One export: when training asked for it, and what it converts."""

@@ -24,14 +24,14 @@ import keras
 import numpy as np
 
 from onnxport.errors import BadInput
-from onnxport.training.exporting import (DEFAULT_TIMEOUT, LOG, ExportError, Exporter,
-                                         SourceSpec, make_settings)
+from onnxport.training.exporting import (DEFAULT_TIMEOUT, LOG, ExportError, ExportHandle,
+                                         Exporter, SourceSpec, make_settings)
 from onnxport.training.files import atomic_save, link_into
 
 __all__ = ["ExportOnnx", "ExportError"]
 
 
-class ExportOnnx(keras.callbacks.Callback):
+class ExportOnnx(ExportHandle, keras.callbacks.Callback):
     """A `keras.callbacks.Callback` that saves the trained model and exports it to
     verified ONNX. Every keyword `onnxport.convert` takes (targets, quantize, atol,
     rtol, opset, ...) is passed on; the others are described in docs/training.md."""
@@ -85,14 +85,6 @@ class ExportOnnx(keras.callbacks.Callback):
         """Save and export the model now (the status; None while in the background)."""
         return self.exporter.export(self._saver(), self._writer(), trigger=trigger,
                                     epoch=self._epoch(), step=self._step())
-
-    def wait(self, timeout: float | None = None) -> dict[str, Any] | None:
-        """Wait for a background export; the last status."""
-        return self.exporter.wait(timeout)
-
-    @property
-    def status(self) -> dict[str, Any] | None:
-        return self.exporter.status
 
     # ----------------------------------------------------------------- saving
 

@@ -24,14 +24,14 @@ from typing import Any, Iterable, Mapping
 
 from lightning.pytorch.callbacks import Callback
 
-from onnxport.training.exporting import (DEFAULT_TIMEOUT, LOG, ExportError, Exporter,
-                                         make_settings)
+from onnxport.training.exporting import (DEFAULT_TIMEOUT, LOG, ExportError, ExportHandle,
+                                         Exporter, make_settings)
 from onnxport.training.torch import TorchRoute
 
 __all__ = ["ExportOnnx", "ExportError"]
 
 
-class ExportOnnx(Callback):
+class ExportOnnx(ExportHandle, Callback):
     """A `lightning.pytorch.callbacks.Callback` that saves the trained weights and
     exports the model to verified ONNX. Every keyword `onnxport.convert` takes
     (targets, quantize, atol, exporter, opset, ...) is passed on; the others are
@@ -88,14 +88,6 @@ class ExportOnnx(Callback):
         self.route.recorder.detach()
 
     # ----------------------------------------------------------------- direct use
-
-    def wait(self, timeout: float | None = None) -> dict[str, Any] | None:
-        """Wait for a background export; the last status."""
-        return self.exporter.wait(timeout)
-
-    @property
-    def status(self) -> dict[str, Any] | None:
-        return self.exporter.status
 
     @property
     def checkpoint(self) -> Path:

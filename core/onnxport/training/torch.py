@@ -41,8 +41,9 @@ import numpy as np
 import torch
 
 from onnxport.errors import BadInput
-from onnxport.training.exporting import (DEFAULT_TIMEOUT, ExportError, Exporter,
-                                         ExportSettings, SourceSpec, make_settings)
+from onnxport.training.exporting import (DEFAULT_TIMEOUT, ExportError, ExportHandle,
+                                         ExportSettings, Exporter, SourceSpec,
+                                         make_settings)
 from onnxport.training.files import atomic_save, link_into
 
 __all__ = ["ExportOnnx", "export_onnx", "ExportError", "load_saved", "InputRecorder"]
@@ -350,7 +351,7 @@ class TorchRoute:
 # --------------------------------------------------------------------------- plain loops
 
 
-class ExportOnnx:
+class ExportOnnx(ExportHandle):
     """Export a model trained in a plain PyTorch loop: a context manager around the
     loop (or call `export()` yourself). Options: see docs/training.md; every keyword
     `onnxport.convert` takes (targets, quantize, atol, exporter, ...) is passed on."""
@@ -409,14 +410,6 @@ class ExportOnnx:
         return self.exporter.export(self.route.saver(self.model, epoch, step),
                                     self.route.writer(self.model), trigger=trigger,
                                     epoch=epoch, step=step)
-
-    def wait(self, timeout: float | None = None) -> dict[str, Any] | None:
-        """Wait for a background export; the last status."""
-        return self.exporter.wait(timeout)
-
-    @property
-    def status(self) -> dict[str, Any] | None:
-        return self.exporter.status
 
 
 def export_onnx(model: torch.nn.Module, directory: str | Path, *,

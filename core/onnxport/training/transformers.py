@@ -29,8 +29,8 @@ import transformers
 from transformers import TrainerCallback
 
 from onnxport.errors import BadInput
-from onnxport.training.exporting import (DEFAULT_TIMEOUT, LOG, ExportError, Exporter,
-                                         SourceSpec, make_settings)
+from onnxport.training.exporting import (DEFAULT_TIMEOUT, LOG, ExportError, ExportHandle,
+                                         Exporter, SourceSpec, make_settings)
 from onnxport.training.files import link_into, replace_directory
 from onnxport.training.torch import (TorchRoute, _write_factory_file, save_inputs,
                                      load_inputs, unwrap)
@@ -114,7 +114,7 @@ def load_pretrained(directory: str | Path):
     return (model, example, names) if names else (model, example)
 
 
-class ExportOnnx(TrainerCallback):
+class ExportOnnx(ExportHandle, TrainerCallback):
     """A `transformers.TrainerCallback` that saves the trained model and exports it to
     verified ONNX. Every keyword `onnxport.convert` takes (targets, quantize, atol,
     exporter, opset, ...) is passed on; the others are described in docs/training.md."""
@@ -179,14 +179,6 @@ class ExportOnnx(TrainerCallback):
         self.exporter.finish()
 
     # ----------------------------------------------------------------- direct use
-
-    def wait(self, timeout: float | None = None) -> dict[str, Any] | None:
-        """Wait for a background export; the last status."""
-        return self.exporter.wait(timeout)
-
-    @property
-    def status(self) -> dict[str, Any] | None:
-        return self.exporter.status
 
     @property
     def checkpoint(self) -> Path:
