@@ -208,22 +208,39 @@ def test_bert_fuses_attention_and_matches(bert, tmp_path):
     assert outcome.applied, outcome.reason
     fused = Path(outcome.path)
     counts = ops(fused)
-    for op in ("Attention", "EmbedLayerNormalization", "SkipLayerNormalization",
-               "BiasGelu"):
+    for op in ("Attention", "BiasGelu"):
         assert counts.get(op), (op, counts)
     assert "Softmax" not in counts  # both attention blocks became Attention
+    assert "SkipLayerNormalization" not in counts  # norms "keep": left to the session
     settings = outcome.settings
     assert settings["model_type"] == "bert"
     assert settings["model_type_from"].startswith("detected")
     assert (settings["num_heads"], settings["hidden_size"]) == (2, 32)
-    assert settings["fused"] == {"Attention": 2, "BiasGelu": 2,
-                                 "EmbedLayerNormalization": 1,
-                                 "SkipLayerNormalization": 4}
+    assert settings["norms"] == "keep"
+    assert settings["fused"] == {"Attention": 2, "BiasGelu": 2}
     assert settings["nodes_after"] < settings["nodes_before"]
     assert outcome.warnings == []
     assert interface(fused) == interface(bert)  # names, types, "batch"/"seq" symbolic
     reference = assert_same_outputs(bert, fused, token_feeds(3, 11))
     assert reference[1].std() > 0.5  # the hidden state is not saturated: a real check
+
+
+def test_bert_norms_fuse_makes_skip_and_embed_layer_norms(bert, tmp_path):
+    outcome = run_fuse(bert, tmp_path / "out", {"norms": "fuse"})
+    assert outcome.applied, outcome.reason
+    assert outcome.settings["fused"] == {"Attention": 2, "BiasGelu": 2,
+                                         "EmbedLayerNormalization": 1,
+                                         "SkipLayerNormalization": 4}
+    assert_same_outputs(bert, Path(outcome.path), token_feeds(3, 11))
+
+
+def test_thorough_tries_the_other_norms_setting():
+    record = fuse_record()
+    cpu = Target(name="cpu", description="x")
+    assert record.variants(cpu, "fast", False) == [{}]
+    assert record.variants(cpu, "thorough", False) == [{}, {"norms": "fuse"}]
+    fused = Target(name="t", description="x", options={"fuse": {"norms": "fuse"}})
+    assert record.variants(fused, "thorough", True) == [{}, {"norms": "keep"}]
 
 
 def test_bert_keeps_left_padded_masks(bert, tmp_path):
@@ -238,7 +255,11 @@ def test_bert_keeps_left_padded_masks(bert, tmp_path):
 
 
 def test_bert_sdpa_fuses_the_rest_and_says_attention_did_not(bert_sdpa, tmp_path):
-    outcome = run_fuse(bert_sdpa, tmp_path / "out")
+    kept = run_fuse(bert_sdpa, tmp_path / "keep")  # only BiasGelu: the session's own
+    assert not kept.applied
+    assert "fused only BiasGelu" in kept.reason and "eager" in kept.reason
+    assert not (tmp_path / "keep" / "fused.onnx").exists()
+    outcome = run_fuse(bert_sdpa, tmp_path / "out", {"norms": "fuse"})
     assert outcome.applied, outcome.reason
     fused = outcome.settings["fused"]
     assert fused.get("SkipLayerNormalization") == 4
@@ -248,7 +269,7 @@ def test_bert_sdpa_fuses_the_rest_and_says_attention_did_not(bert_sdpa, tmp_path
 
 
 def test_gpt2_detected_fused_and_matches(gpt2, tmp_path):
-    outcome = run_fuse(gpt2, tmp_path / "out")
+    outcome = run_fuse(gpt2, tmp_path / "out", {"norms": "fuse"})
     assert outcome.applied, outcome.reason
     settings = outcome.settings
     assert settings["model_type"] == "gpt2"
@@ -263,7 +284,7 @@ def test_gpt2_detected_fused_and_matches(gpt2, tmp_path):
 
 
 def test_vit_detected_fused_and_matches(vit, tmp_path):
-    outcome = run_fuse(vit, tmp_path / "out")
+    outcome = run_fuse(vit, tmp_path / "out", {"norms": "fuse"})
     assert outcome.applied, outcome.reason
     assert outcome.settings["model_type"] == "vit"
     assert "patch embedding" in outcome.settings["model_type_from"]
@@ -372,7 +393,8 @@ def test_cnn_is_skipped_with_a_reason(cnn, tmp_path):
 
 
 def test_a_graph_where_nothing_fuses_is_skipped(tmp_path):
-    """A graph with a layer norm only: the optimizer runs and fuses nothing."""
+    """A graph with a layer norm only: with norms "keep" the optimizer is not even run;
+    with norms "fuse" it runs and fuses nothing."""
     from onnx import TensorProto, helper, numpy_helper
 
     scale = numpy_helper.from_array(np.ones(8, np.float32), "scale")
@@ -385,7 +407,11 @@ def test_a_graph_where_nothing_fuses_is_skipped(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     path = tmp_path / "ln.onnx"
     onnx.save(model, str(path))
-    outcome = run_fuse(path, tmp_path / "out")
+    kept = run_fuse(path, tmp_path / "keep")
+    assert not kept.applied
+    assert "no attention block" in kept.reason and "norms is keep" in kept.reason
+    assert "seconds" not in kept.settings  # no optimizer process was started
+    outcome = run_fuse(path, tmp_path / "out", {"norms": "fuse"})
     assert not outcome.applied
     assert "fused nothing" in outcome.reason
     assert outcome.settings["fused"] == {}

@@ -31,8 +31,13 @@ after it, both are the same 36-node graph, and they run equally fast.
 Level 1 would also import torch inside onnxruntime's optimizer (an ONNX-only install has
 none) and create an extra onnxruntime session.
 
-Options, target.options["fuse"]: mode ("auto" | "off"), model_type, num_heads,
-hidden_size, timeout (seconds). Importing this module imports neither onnx nor
+Layer norms are left to the session by default (norms "keep"): onnxruntime's
+SkipLayerNormalization and EmbedLayerNormalization kernels measured slower than the
+Add + LayerNormalization they replace (benchmarks/fusion_norms.py; options.NORMS). `--optimize thorough` also tries norms
+"fuse" (what Optimum -O2 and Olive ship) as a candidate of its own.
+
+Options, target.options["fuse"]: mode ("auto" | "off"), model_type, norms ("keep" |
+"fuse"), num_heads, hidden_size, timeout (seconds). Importing this module imports neither onnx nor
 onnxruntime.
 """
 
@@ -49,6 +54,15 @@ def mode(target: Target) -> str:
     return mode_of(target.options.get("fuse", {}))
 
 
+def variants(target: Target, level: str, calibrated: bool) -> list[dict]:
+    """The fused candidates to try: the target's settings, then (thorough) the other
+    layer-norm setting."""
+    if level != "thorough":
+        return [{}]
+    norms = target.options.get("fuse", {}).get("norms", FuseOptions.norms)
+    return [{}, {"norms": "fuse" if norms == "keep" else "keep"}]
+
+
 def _run(context):
     from .fusing import fuse
 
@@ -60,11 +74,12 @@ def onnxport_register_passes(register):
     register(Pass(
         options=FuseOptions,
         alternative=True,
+        variants=variants,
         name="fuse",
-        description="onnxruntime's transformer optimizer: Attention, "
-                    "EmbedLayerNormalization, SkipLayerNormalization, BiasGelu/FastGelu "
-                    "fusions; model type (bert, gpt2, vit) and heads detected from the "
-                    "graph; skipped with the reason for non-transformers, when nothing "
+        description="onnxruntime's transformer optimizer: Attention and BiasGelu/"
+                    "FastGelu fusions, SkipLayerNormalization and "
+                    "EmbedLayerNormalization with norms=fuse; model type (bert, gpt2, "
+                    "vit) and heads detected from the graph; skipped with the reason for non-transformers, when nothing "
                     "fuses or the interface would change",
         run=_run,
         applies=lambda target: mode(target) != "off",

@@ -57,6 +57,10 @@ def main(argv: list[str]) -> int:
     # mask keeps the model's semantics for every mask.
     if model_type == "bert":
         options.use_raw_attention_mask(True)
+    if request.get("norms", "keep") == "keep":  # see options.NORMS
+        options.enable_skip_layer_norm = False
+        options.enable_bias_skip_layer_norm = False
+        options.enable_embed_layer_norm = False
     optimizer = optimize_model(
         request["input"], model_type=model_type, num_heads=request["num_heads"],
         hidden_size=request["hidden_size"], optimization_options=options,

@@ -1,14 +1,18 @@
 """Fuse one model with onnxruntime's transformer optimizer and decide whether to keep it.
 
 The graph is read first (detect.py): a model with no attention block and no layer norm
-is skipped before anything runs. The optimizer then runs in a child process (child.py)
+is skipped before anything runs, and so is one with no attention block while layer
+norms are left to the session (norms "keep", the default). The optimizer then runs in a child process (child.py)
 with a time limit, its working and temporary directory inside the pass's work
 directory. Its result is kept only when the interface is unchanged (the same input and
 output names in the same order, the same element types and ranks, every symbolic
 dimension still symbolic; the original input/output types are copied back so dimension
-names stay as exported) and it fused something: the op histograms before and after must
-show more fused ops (com.microsoft contrib ops such as Attention, or
-LayerNormalization). Everything else is `PassOutcome(applied=False, reason=...)`.
+names stay as exported) and it fused something the session optimizer would not: the op
+histograms before and after must show more fused ops (com.microsoft contrib ops such as
+Attention, or LayerNormalization), and not only Gelu, BiasGelu, FastGelu or
+LayerNormalization, which onnxruntime fuses on its own when it loads the model (such a
+candidate would be the same model, verified and timed again). Everything else is
+`PassOutcome(applied=False, reason=...)`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ _FUSED_DEFAULT_DOMAIN = ("LayerNormalization", "Gelu", "RMSNormalization")
 _ATTENTION_OPS = ("Attention", "MultiHeadAttention", "GroupQueryAttention",
                   "PackedAttention", "PackedMultiHeadAttention")
 _MICROSOFT = "com.microsoft"
+# Fusions the session optimizer (ORT_ENABLE_ALL) makes on its own when it loads a model:
+# a candidate with only these is the model it came from, timed again.
+_SESSION_FUSES = ("Gelu", "BiasGelu", "FastGelu", "LayerNormalization")
 
 
 def fuse(context: PassContext) -> PassOutcome:
@@ -58,6 +65,12 @@ def fuse(context: PassContext) -> PassOutcome:
             f"not a transformer: {source.name} has no attention block (a Softmax between "
             "two MatMuls) and no layer normalization (the model has "
             f"{_top_ops(before)})"))
+    settings["norms"] = options.norms
+    if not found.attention and options.norms == "keep":
+        return PassOutcome(applied=False, settings=settings, reason=(
+            f"no attention block in {source.name}, and its {found.layer_norms} layer "
+            "norm(s) are left to the session (fuse.norms is keep): nothing to fuse that "
+            "onnxruntime does not fuse on its own"))
     _choose(options, graph, settings)
     work = Path(tempfile.mkdtemp(prefix="fuse-", dir=_work_dir(context))).resolve()
     try:
@@ -120,6 +133,12 @@ def _fuse(context: PassContext, options: FuseOptions, original, before: Counter,
             f"onnxruntime's optimizer fused nothing (model type {settings['model_type']}, "
             f"{settings['num_heads']} heads, hidden size {settings['hidden_size']}): "
             "the previous model goes on"))
+    if all(op in _SESSION_FUSES for op in fused):
+        hint = _warnings(settings, fused)
+        return PassOutcome(applied=False, settings=settings, reason=(
+            f"onnxruntime's optimizer fused only {', '.join(sorted(fused))}, which the "
+            "session fuses on its own when it loads the model: the previous model goes "
+            "on") + (f" ({hint[0].removeprefix('fuse: ')})" if hint else ""))
     restore_interface(original, result)
     onnx.save(result, str(fused_path))  # weights in a .data file stay as written
     _move(fused_path, output)
@@ -150,6 +169,7 @@ def _run_child(source: Path, output: Path, settings: dict[str, Any], external: b
         "num_heads": settings["num_heads"],
         "hidden_size": settings["hidden_size"],
         "opt_level": OPT_LEVEL,
+        "norms": settings["norms"],
         "external_data": external,
     }
     package_parent = str(Path(__file__).resolve().parent.parent)

@@ -14,6 +14,12 @@ from onnxport.errors import BadInput
 from onnxport.options import option, parse_options as parse
 
 MODES = ("auto", "off")  # auto: fuse when the graph is a transformer; off: do not apply
+# keep: Add + LayerNormalization stay for the session to run; fuse: onnxruntime's
+# SkipLayerNormalization and EmbedLayerNormalization (what Optimum -O2 and Olive make).
+# Measured (benchmarks/fusion_norms.py, onnxruntime 1.32 CPU, one thread, BERTs with
+# hidden 64 and 256): the fused norms are 10-20% slower at batch 1 and 17-45% slower at
+# batch 8, so "keep" is the default and "fuse" a candidate of --optimize thorough.
+NORMS = ("keep", "fuse")
 DEFAULT_TIMEOUT = 300.0  # seconds; the tiny test models take about 3 s (mostly imports)
 _MODEL_TYPE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -33,6 +39,9 @@ class FuseOptions:
                        "transformer; off: do not apply")
     model_type: str | None = option(None, convert=_model_type,
                                     help="bert, gpt2, vit, ... (default: from the graph)")
+    norms: str = option("keep", choices=NORMS,
+                        help="keep: leave Add + LayerNormalization to the session; "
+                             "fuse: SkipLayerNormalization and EmbedLayerNormalization")
     num_heads: int = option(0, minimum=0, help="0: detected from the graph")
     hidden_size: int = option(0, minimum=0, help="0: detected from the graph")
     timeout: float = option(DEFAULT_TIMEOUT, above=0,
