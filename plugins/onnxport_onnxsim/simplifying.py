@@ -4,7 +4,8 @@ The result is used only when the child finished in time, onnxsim said `ok`, the 
 exists, and the graph kept its interface: the same input and output names in the same
 order, the same element types and ranks, and every dimension that was symbolic (the
 batch) still symbolic. Dimension names onnxsim renamed are put back. Everything else
-becomes `PassOutcome(applied=False, reason=...)`: the previous model goes on.
+becomes `PassOutcome(applied=False, reason=...)`: the previous model goes on. The shapes
+onnxsim inferred for intermediate values are not kept (keep_input_annotations).
 """
 
 from __future__ import annotations
@@ -55,8 +56,25 @@ def simplify(context: PassContext) -> PassOutcome:
         return PassOutcome(applied=False, settings=settings, reason=(
             f"onnxsim found nothing to simplify ({len(result.graph.node)} nodes, "
             "unchanged): the previous model goes on"))
+    settings["inferred_shapes_dropped"] = keep_input_annotations(original, result)
     _save_like_input(onnx, result, output, external)
     return PassOutcome(applied=True, path=output, settings=settings)
+
+
+def keep_input_annotations(original, result) -> int:
+    """Drop the shapes onnxsim inferred for intermediate values (`value_info`), keeping
+    those the input model had for values that are still there; return how many were
+    dropped. onnxruntime infers shapes itself when it loads a model, and the extra
+    annotations change which fusions its session optimizer dares: measured on a tiny
+    BERT whose attention the fuse pass had fused, they let the session fuse
+    SkipLayerNormalization, 1.5x slower at batch 8 (docs/targets.md); on the reference
+    models, dropping them changed nothing measurable."""
+    had = {v.name for v in original.graph.value_info}
+    kept = [v for v in result.graph.value_info if v.name in had]
+    dropped = len(result.graph.value_info) - len(kept)
+    del result.graph.value_info[:]
+    result.graph.value_info.extend(kept)
+    return dropped
 
 
 def _save_like_input(onnx, model, output: Path, external: bool) -> None:

@@ -12,6 +12,11 @@ MODES = ("off", "on", "auto")
 WEIGHT_TYPES = ("QInt8", "QUInt8")
 METHODS = ("dynamic", "static")
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")
+# onnxruntime's quantizer settings for both methods: MatMul quantized only on constant
+# weights; a value shape inference gives no type (the output of a fused contrib op such
+# as Attention) is float32 (TensorProto.FLOAT): without it, quantizing a fused
+# transformer raises "Unable to find data type for weight_name=...".
+ORT_EXTRA_OPTIONS = {"MatMulConstBOnly": True, "DefaultTensorType": 1}
 # What onnxruntime's dynamic (IntegerOps) quantization can turn into integer kernels.
 # Gemm is not in its registry, but quantize_dynamic rewrites every Gemm with alpha = beta
 # = 1 and transA = 0 into MatMul (+ Add) first, so those are quantized as MatMul.

@@ -20,7 +20,7 @@ from onnxport.errors import BadInput, ExportFailed, OnnxportError
 from onnxport.artifact.modelinfo import describe_model
 from onnxport.records import PassContext, PassOutcome
 
-from .options import NOT_DYNAMIC, QuantizeOptions, parse_options
+from .options import NOT_DYNAMIC, ORT_EXTRA_OPTIONS, QuantizeOptions, parse_options
 
 _FLOATS = (1, 10)  # FLOAT, FLOAT16: what quantize_dynamic accepts as weights
 _INTEGER_NODES = ("MatMulInteger", "ConvInteger", "DynamicQuantizeLSTM", "QAttention",
@@ -105,7 +105,7 @@ def _quantize(context: PassContext, options: QuantizeOptions) -> PassOutcome:
                 per_channel=options.per_channel, reduce_range=options.reduce_range,
                 weight_type=QuantType[options.weight_type], nodes_to_exclude=plan.exclude,
                 use_external_data_format=external,
-                extra_options={"MatMulConstBOnly": True})
+                extra_options=dict(ORT_EXTRA_OPTIONS))
         quantized = count_quantized(onnx.load(str(output), load_external_data=False),
                                     plan)
     if not quantized:

@@ -15,7 +15,7 @@ import numpy as np
 
 from onnxport.errors import BadInput
 
-from .options import QuantizeOptions
+from .options import ORT_EXTRA_OPTIONS, QuantizeOptions
 
 STATIC_OPS = ("Conv", "MatMul", "Gemm")  # what QDQ calibration handles well here
 
@@ -50,7 +50,7 @@ def quantize_static_qdq(prepared: Path, output: Path, options: QuantizeOptions,
         reduce_range=options.reduce_range, activation_type=QuantType.QUInt8,
         weight_type=QuantType[options.weight_type], nodes_to_exclude=exclude,
         calibrate_method=method, use_external_data_format=external,
-        extra_options={"MatMulConstBOnly": True})
+        extra_options=dict(ORT_EXTRA_OPTIONS))
     return {"calibration": described, "calibrate_method": options.calibrate_method}, warnings
 
 
