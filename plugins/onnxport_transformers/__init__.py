@@ -5,7 +5,8 @@ task and `config.json` call for (never code from the directory), makes example i
 from the config, names the ONNX inputs and outputs the way Optimum does (`input_ids`,
 `attention_mask`, `token_type_ids`, `pixel_values`, `input_values`; `logits`,
 `last_hidden_state`), keeps the batch and the sequence axes dynamic where the model
-allows, and exports and runs the model through the torch backend's functions.
+allows, and exports and runs the model through the torch backend's functions, TorchScript
+exporter first (EXPORTERS).
 
 Importing this module does not import transformers or torch; `load` does.
 """
@@ -15,12 +16,20 @@ from __future__ import annotations
 from onnxport.host import hookimpl
 from onnxport.records import Backend, Option, Requirements
 
-from onnxport_torch import EXPORTERS, OPSETS, capture, export
+from onnxport_torch import EXPORTERS as TORCH_EXPORTERS, OPSETS, capture, export
 
 from .detect import HubModel, can_load
 from .tasks import TASKS
 
 __all__ = ["HubModel", "TASKS"]
+
+# TorchScript first: onnxruntime's transformer optimizer (the fuse pass) matches the
+# attention the TorchScript exporter writes and not the dynamo exporter's, and fused
+# Attention is what makes a transformer fast on CPU (a tiny BERT: batch 1 at 0.55x of
+# the unfused export; docs/targets.md). Optimum and Olive export transformers the same
+# way. The exporter is deprecated upstream: where it fails or its model does not
+# verify, the dynamo route follows, as for any torch model.
+EXPORTERS = ("torchscript", *(e for e in TORCH_EXPORTERS if e != "torchscript"))
 
 REQUIRES = Requirements(modules=("transformers", "torch", "onnx", "onnxscript"),
                         extra="transformers")
@@ -30,6 +39,15 @@ def _load(request):
     from .loading import load
 
     return load(request)
+
+
+def _export(loaded, request):
+    result = export(loaded, request)
+    if result.exporter == "torchscript":
+        from .loading import name_sequence_outputs
+
+        name_sequence_outputs(result.path, loaded)
+    return result
 
 
 @hookimpl
@@ -43,7 +61,7 @@ def onnxport_register_backends(register):
                 "onnxport_transformers.HubModel('org/name') where the network allows",
         can_load=can_load,
         load=_load,
-        export=export,
+        export=_export,
         runner="torch",
         exporters=EXPORTERS,
         opsets=OPSETS,

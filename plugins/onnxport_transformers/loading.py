@@ -28,6 +28,7 @@ BATCH = 2  # the example batch: torch.export specialises a batch of 1
 SEQUENCE = 16  # example tokens, at most the model's maximum length
 WAVEFORM = 3200  # example samples of raw audio (0.2 s at 16 kHz)
 SEQUENCE_AXIS = "sequence"
+TOKEN_OUTPUTS = ("last_hidden_state",)  # one row per input token
 # Attention as plain ops: what onnxruntime's optimizer fuses into its Attention kernel.
 # "sdpa" (transformers' default) is a PyTorch kernel choice that exports as a pattern
 # the optimizer does not match; both compute the same function.
@@ -67,6 +68,25 @@ def load(request: LoadRequest) -> LoadedModel:
         "model_type": config.model_type, "auto_class": task.auto_class,
         "transformers": transformers.__version__})
     return loaded
+
+
+def name_sequence_outputs(path: Path, loaded: LoadedModel) -> None:
+    """The TorchScript exporter names an output's dynamic axes itself
+    ('LayerNormalizationlast_hidden_state_dim_1'); a text model's per-token output
+    shares its inputs' sequence axis, so it gets their name, as on the dynamo route."""
+    if "input_ids" not in loaded.input_names or \
+            loaded.dynamic_axes.get("input_ids", {}).get(1) != SEQUENCE_AXIS:
+        return
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)  # weights stay where they are
+    renamed = False
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if output.name in TOKEN_OUTPUTS and len(dims) > 1 and dims[1].dim_param:
+            dims[1].dim_param, renamed = SEQUENCE_AXIS, True
+    if renamed:
+        onnx.save(model, str(path))
 
 
 def _torch_load(request: LoadRequest) -> LoadedModel:
