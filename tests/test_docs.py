@@ -117,10 +117,28 @@ def test_the_targets_table_lists_each_targets_passes():
 
     host = default_host()
     text = (ROOT / "docs" / "targets.md").read_text()
-    rows = re.findall(r"^\|[^|]*\| `([\w-]+)`[^|]*\| ([a-z, ]+) \|", text, re.M)
+    rows = re.findall(r"^\|[^|]*\| `([\w-]+)`[^|]*\| ([a-z0-9, ]+) \|", text, re.M)
     assert len(rows) >= 6, rows
     for name, passes in rows:
         if passes == "as picked":  # `auto` resolves to one of the others
             continue
         target = host.get("target", name)
         assert tuple(p.strip() for p in passes.split(",")) == tuple(target.passes), name
+
+
+def test_each_pass_options_table_lists_its_options():
+    """docs/targets.md's option tables of the fuse, simplify and float16 passes name
+    every option the pass accepts (and no other)."""
+    import dataclasses
+
+    from onnxport.host import default_host
+
+    host = default_host()
+    text = (ROOT / "docs" / "targets.md").read_text()
+    for name in ("fuse", "simplify", "float16"):
+        section = text.split(f"## The `{name}` pass", 1)[1].split("\n## ", 1)[0]
+        table = section.split("| option (", 1)[1].split("\n", 1)[1]
+        documented = {n for cell in re.findall(r"^\| ([^|]+) \|", table, re.M)
+                      for n in re.findall(r"`(\w+)`", cell)}
+        fields = {f.name for f in dataclasses.fields(host.get("pass", name).options)}
+        assert documented == fields, name

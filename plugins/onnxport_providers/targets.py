@@ -5,7 +5,11 @@ AVX512-VNNI run U8S8 (uint8 activations, int8 weights) natively; AVX2 without VN
 saturate with U8S8, so its weights are quantized with reduce_range (7-bit), and so are
 the generic `cpu` target's, which may land on such a CPU. Conv is never
 quantized by default: it becomes ConvInteger, which has no kernel for signed weights on
-most builds. GPU targets stay fp32: dynamic INT8 (MatMulInteger) has no CUDA kernel.
+most builds. GPU targets never quantize: dynamic INT8 (MatMulInteger) has no CUDA kernel.
+They run the `float16` pass in mode auto instead: a float16 candidate competes with the
+fp32 model and the faster of those that verify ships (where the GPU provider is missing
+both are timed on the CPU provider, where float16 is no faster and fp32, the more
+accurate, ships).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ def _quantize(mode: str, weight_type: str = "QInt8", *, reduce_range: bool,
 # export, none after onnxsim).
 CPU_PASSES = ("fuse", "simplify", "quantize")
 SERVER_BATCHES = (1, 8)  # an inference service batches requests
+# GPU targets: float16 is an alternative too (simplify first, so that the float16
+# candidate is made from the simplified model it competes with).
+GPU_PASSES = ("simplify", "float16")
 
 BUILTIN_TARGETS = [
     Target(
@@ -73,19 +80,22 @@ BUILTIN_TARGETS = [
     ),
     Target(
         name="cuda",
-        description="NVIDIA GPU with the CUDA provider, fp32; falls back to CPU (and says "
-                    "so) where CUDA is unavailable",
+        description="NVIDIA GPU with the CUDA provider, fp32 or float16, whichever "
+                    "verifies and is faster; falls back to CPU (and says so) where CUDA "
+                    "is unavailable",
         providers=("CUDAExecutionProvider", "CPUExecutionProvider"),
-        passes=("simplify",),
+        passes=GPU_PASSES,
+        options={"float16": {"mode": "auto"}},
     ),
     Target(
         name="tensorrt",
-        description="NVIDIA GPU with TensorRT, then CUDA, then CPU, fp32; falls back and "
-                    "says so",
+        description="NVIDIA GPU with TensorRT, then CUDA, then CPU, fp32 or float16, "
+                    "whichever verifies and is faster; falls back and says so",
         providers=("TensorrtExecutionProvider", "CUDAExecutionProvider",
                    "CPUExecutionProvider"),
         provider_options={"TensorrtExecutionProvider": {"trt_engine_cache_enable": True}},
-        passes=("simplify",),
+        passes=GPU_PASSES,
+        options={"float16": {"mode": "auto"}},
     ),
     Target(
         name="auto",

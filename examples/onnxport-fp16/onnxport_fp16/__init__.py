@@ -36,8 +36,9 @@ def _run(context):
     return run(context)
 
 
-# A copy of onnxport's built-in `cuda` target with the pass appended (a plugin cannot
-# read another plugin's records while registering; the tests compare the two).
+# A copy of onnxport's built-in `cuda` target with its built-in `float16` pass replaced
+# by this plugin's `fp16` (a plugin cannot read another plugin's records while
+# registering; the tests compare the two).
 CUDA_FP16 = Target(
     name="cuda-fp16",
     description="NVIDIA GPU with the CUDA provider, float16 weights and activations "
