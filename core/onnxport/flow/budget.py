@@ -2,9 +2,9 @@
 the shipped model meets the target's real-time budget.
 
 Timings (the candidates' choice, the budget) are measured on the machine that converts.
-When that is not the device a target describes (`Target.machine`, `Target.cpu_flags`),
-the report says so, with the basis of the decision, and what to do: decide by hand
-(`--quantize on|off`), or measure on the device (`onnxport bench --budget`).
+When that is not the device a target describes (`Target.machine`, `Target.cpu_flags`,
+its first execution provider), the report says so, with the basis of the decision, and what to do: decide by hand
+(`--quantize on|off`, `--pass-option float16.mode=on|off`), or measure on the device (`onnxport bench --budget`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -23,8 +23,12 @@ BUDGET_RUNS = 200  # enough runs that a p99 is a measured value, not the slowest
 _ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
-def elsewhere(target: Target) -> str:
-    """Why this machine is not the target's device ("" when it is, or may be)."""
+def elsewhere(target: Target, ran: Sequence[str] = ()) -> str:
+    """Why this machine is not the target's device ("" when it is, or may be); `ran`:
+    the execution providers its models ran on here."""
+    if ran and target.providers and target.providers[0] not in ran:
+        return (f"{target.name} runs on {target.providers[0]}, which is not available "
+                f"here ({ran[0]} ran instead)")
     here = _ALIASES.get(platform.machine().lower(), platform.machine().lower())
     if target.machine and _ALIASES.get(target.machine, target.machine) != here:
         return f"this machine is {here}, {target.name} is {target.machine}"
@@ -34,14 +38,17 @@ def elsewhere(target: Target) -> str:
     return ""
 
 
-def measured_elsewhere_note(target: Target, decided: bool) -> str:
-    why = elsewhere(target)
+def measured_elsewhere_note(target: Target, decided: bool, ran: Sequence[str] = ()
+                            ) -> str:
+    why = elsewhere(target, ran)
     if not why:
         return ""
-    what = ("the INT8/fp32 choice was timed" if decided else "latency was measured")
-    return (f"{what} on this machine ({machine()['cpu']}) and {why}: it may differ on the "
-            f"device; decide with --quantize on|off, or measure there with "
-            f"onnxport bench --budget")
+    what = ("the choice among its candidates was timed" if decided
+            else "latency was measured")
+    return (f"{target.name}: {what} on this machine ({machine()['cpu']}) and {why}: it "
+            "may differ on the device; decide by hand with the pass's mode (--quantize "
+            "on|off, --pass-option float16.mode=on|off), or measure there with onnxport "
+            "bench --budget")
 
 
 def check_budget(runner, path, options: RunOptions, feeds: Mapping[str, np.ndarray],

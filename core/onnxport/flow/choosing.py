@@ -175,8 +175,10 @@ def _batches(run: TargetRun, reference: Reference) -> dict[int, dict[str, np.nda
 
 
 def _name(run: TargetRun, chain: list[StageResult]) -> str:
+    """`torchscript > fuse > simplify > quantize (per_channel=true)`: the chain says
+    what each stage started from, so a stage's own "after ..." is left out."""
     route = run.exported.exporter or "export"
-    return " > ".join([route, *(s.stage for s in chain[1:])])
+    return " > ".join([route, *(s.stage.split(" after ")[0] for s in chain[1:])])
 
 
 def _size(candidate: Candidate) -> int:

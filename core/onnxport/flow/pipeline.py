@@ -200,8 +200,10 @@ def _ship(host: PluginHost, runs: list[TargetRun], root: Path, loaded: LoadedMod
         exported.details["routes"] = [*attempts, {"exporter": exported.exporter,
                                                   "shipped": "yes"}]
     budget = request.latency_budget or target.latency_budget
+    export = stages[0].verification
     note = measured_elsewhere_note(
-        target, decided=sum(c.verdict in ("shipped", "lost") for c in candidates) > 1)
+        target, decided=sum(c.verdict in ("shipped", "lost") for c in candidates) > 1,
+        ran=export.providers if export is not None else ())
     if note and (budget or len(candidates) > 1):
         warnings.append(note)
     if run.export_passed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -67,3 +67,27 @@ def budget_text(tol) -> str:
     if tol.min_argmax_agreement is not None:
         parts.append(f"argmax>={tol.min_argmax_agreement:g}")
     return ", ".join(parts)
+
+
+def candidate_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The candidates table (terminal and report.md): per target with a choice, each
+    candidate model timed side by side at the target's batch sizes, its verdict and why
+    not. No rows when no target had more than one candidate."""
+    rows = []
+    for name, target in report["targets"].items():
+        batches = [str(b) for b in target.get("latency_batches", [1])]
+        routes = {c["name"].split(" > ")[0] for c in target.get("candidates", [])}
+        for candidate in target.get("candidates", []):
+            label = candidate["name"]
+            if len(routes) == 1:  # one export route: the chain after it says it all
+                label = " > ".join(label.split(" > ")[1:]) or "export"
+            latency = candidate.get("latency_ms") or {}
+            timed = " / ".join(ms_text((latency.get(b) or {}).get("p50")) for b in batches)
+            verdict = {"shipped": "SHIPPED"}.get(candidate["verdict"], candidate["verdict"])
+            rows.append([name, label, verdict, timed,
+                         human_bytes(candidate.get("size_bytes")),
+                         error_text(candidate.get("max_abs")), candidate.get("cause") or ""])
+    first = next((t for t in report["targets"].values() if t.get("candidates")), {})
+    batches = "/".join(str(b) for b in first.get("latency_batches", [1]))
+    return (["target", "candidate", "verdict", f"ms @ batch {batches}", "size", "max|err|",
+             "why not"], rows)

@@ -6,7 +6,7 @@ from typing import Any
 
 from onnxport.report.build import final_stage, stage_label, worst_outputs
 from onnxport.tolerance import from_json
-from onnxport.report.formatting import (NOISY_MARK, NOISY_NOTE, budget_text, cosine_text,
+from onnxport.report.formatting import (NOISY_MARK, candidate_rows, NOISY_NOTE, budget_text, cosine_text,
                                         error_text, human_bytes, ms_text, speedup_text)
 
 
@@ -40,6 +40,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         outputs += _worst_outputs(name, final_stage(target).get("verification") or {})
     if noisy:
         lines += ["", NOISY_NOTE]
+    header, candidates = candidate_rows(report)
+    if candidates:  # the figures the choice was made on (1 thread, side by side)
+        lines += ["", "**Candidates**", "", _row(header), _row(["---"] * len(header)),
+                  *(_row(r) for r in candidates)]
     lines += ["", _row(["target", "output", "max abs", "mean abs", "cosine", "argmax",
                         "budget"]), _row(["---"] * 7), *outputs]
     warnings = [f"- {name}: {w}" for name, t in report["targets"].items()

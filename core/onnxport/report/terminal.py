@@ -6,9 +6,9 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from onnxport.report.formatting import (NOISY_MARK, NOISY_NOTE, budget_text, cosine_text,
-                                        error_text, human_bytes, ms_text, speedup_text,
-                                        table)
+from onnxport.report.formatting import (NOISY_MARK, NOISY_NOTE, budget_text,
+                                        candidate_rows, cosine_text, error_text,
+                                        human_bytes, ms_text, speedup_text, table)
 from onnxport.report.build import final_stage, stage_label, worst_outputs
 from onnxport.tolerance import from_json
 
@@ -98,28 +98,8 @@ def _budget_line(target: str, b: dict[str, Any]) -> str:
 def candidates_table(report: dict[str, Any]) -> str:
     """Where a target had several candidate models: each, timed side by side at the
     target's batch sizes, with its verdict and why ("" when no target had a choice)."""
-    rows = []
-    for name, target in report["targets"].items():
-        batches = [str(b) for b in target.get("latency_batches", [1])]
-        routes = {c["name"].split(" > ")[0] for c in target.get("candidates", [])}
-        for candidate in target.get("candidates", []):
-            label = candidate["name"]
-            if len(routes) == 1:  # one export route: the chain after it says it all
-                label = " > ".join(label.split(" > ")[1:]) or "export"
-            latency = candidate.get("latency_ms") or {}
-            timed = " / ".join(ms_text((latency.get(b) or {}).get("p50")) for b in batches)
-            verdict = {"shipped": "SHIPPED"}.get(candidate["verdict"], candidate["verdict"])
-            why = candidate.get("cause") or ""
-            rows.append([name, label, verdict, timed,
-                         human_bytes(candidate.get("size_bytes")),
-                         error_text(candidate.get("max_abs")), why])
-    if not rows:
-        return ""
-    first = next(t for t in report["targets"].values() if t.get("candidates"))
-    batches = "/".join(str(b) for b in first.get("latency_batches", [1]))
-    header = ["target", "candidate", "verdict", f"ms @ batch {batches}", "size",
-              "max|err|", "why not"]
-    return _fit(table(header, rows))
+    header, rows = candidate_rows(report)
+    return _fit(table(header, rows)) if rows else ""
 
 
 def outputs_table(report: dict[str, Any]) -> str:
