@@ -33,12 +33,13 @@ none) and create an extra onnxruntime session.
 
 Layer norms are left to the session by default (norms "keep"): onnxruntime's
 SkipLayerNormalization and EmbedLayerNormalization kernels measured slower than the
-Add + LayerNormalization they replace (benchmarks/fusion_norms.py; options.NORMS). `--optimize thorough` also tries norms
-"fuse" (what Optimum -O2 and Olive ship) as a candidate of its own.
+Add + LayerNormalization they replace (benchmarks/fusion_norms.py; options.NORMS).
+`--optimize thorough` also tries norms "fuse" (what Optimum -O2 and Olive ship) as a
+candidate of its own.
 
 Options, target.options["fuse"]: mode ("auto" | "off"), model_type, norms ("keep" |
-"fuse"), num_heads, hidden_size, timeout (seconds). Importing this module imports neither onnx nor
-onnxruntime.
+"fuse"), num_heads, hidden_size, timeout (seconds). Importing this module imports
+neither onnx nor onnxruntime.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def onnxport_register_passes(register):
         description="onnxruntime's transformer optimizer: Attention and BiasGelu/"
                     "FastGelu fusions, SkipLayerNormalization and "
                     "EmbedLayerNormalization with norms=fuse; model type (bert, gpt2, "
-                    "vit) and heads detected from the graph; skipped with the reason for non-transformers, when nothing "
-                    "fuses or the interface would change",
+                    "vit) and heads detected from the graph; skipped with the reason for "
+                    "non-transformers, when nothing fuses or the interface would change",
         run=_run,
         applies=lambda target: mode(target) != "off",
         optional=True,

@@ -1,15 +1,15 @@
 """Fuse one model with onnxruntime's transformer optimizer and decide whether to keep it.
 
 The graph is read first (detect.py): a model with no attention block and no layer norm
-is skipped before anything runs, and so is one with no attention block while layer
-norms are left to the session (norms "keep", the default). The optimizer then runs in a child process (child.py)
-with a time limit, its working and temporary directory inside the pass's work
-directory. Its result is kept only when the interface is unchanged (the same input and
-output names in the same order, the same element types and ranks, every symbolic
-dimension still symbolic; the original input/output types are copied back so dimension
-names stay as exported) and it fused something the session optimizer would not: the op
-histograms before and after must show more fused ops (com.microsoft contrib ops such as
-Attention, or LayerNormalization), and not only Gelu, BiasGelu, FastGelu or
+is skipped before anything runs, and so is one with no attention block while layer norms
+are left to the session (norms "keep", the default). The optimizer then runs in a child
+process (child.py) with a time limit, its working and temporary directory inside the
+pass's work directory. Its result is kept only when the interface is unchanged (the same
+input and output names in the same order, the same element types and ranks, every
+symbolic dimension still symbolic; the original input/output types are copied back so
+dimension names stay as exported) and it fused something the session optimizer would
+not: the op histograms before and after must show more fused ops (com.microsoft contrib
+ops such as Attention, or LayerNormalization), and not only Gelu, BiasGelu, FastGelu or
 LayerNormalization, which onnxruntime fuses on its own when it loads the model (such a
 candidate would be the same model, verified and timed again). Everything else is
 `PassOutcome(applied=False, reason=...)`.

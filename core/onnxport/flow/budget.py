@@ -1,10 +1,11 @@
-"""Where and how fast: whether the machine that converts is the target's, and whether
-the shipped model meets the target's real-time budget.
+"""Where and how fast: whether the machine that converts is the target's, and whether the
+shipped model meets the target's real-time budget.
 
 Timings (the candidates' choice, the budget) are measured on the machine that converts.
 When that is not the device a target describes (`Target.machine`, `Target.cpu_flags`,
-its first execution provider), the report says so, with the basis of the decision, and what to do: decide by hand
-(`--quantize on|off`, `--pass-option float16.mode=on|off`), or measure on the device (`onnxport bench --budget`).
+its first execution provider), the report says so, with the basis of the decision, and
+what to do: decide by hand (`--quantize on|off`, `--pass-option float16.mode=on|off`),
+or measure on the device (`onnxport bench --budget`).
 """
 
 from __future__ import annotations

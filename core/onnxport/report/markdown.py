@@ -6,8 +6,9 @@ from typing import Any
 
 from onnxport.report.build import final_stage, stage_label, worst_outputs
 from onnxport.tolerance import from_json
-from onnxport.report.formatting import (NOISY_MARK, candidate_rows, NOISY_NOTE, budget_text, cosine_text,
-                                        error_text, human_bytes, ms_text, speedup_text)
+from onnxport.report.formatting import (NOISY_MARK, NOISY_NOTE, budget_text,
+                                        candidate_rows, cosine_text, error_text,
+                                        human_bytes, ms_text, speedup_text)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
