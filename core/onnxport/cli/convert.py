@@ -76,8 +76,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimize", choices=("fast", "thorough"), default="fast",
                    help="how many candidates each target tries: fast (the first export "
                    "route that verifies; each pass's own settings) or thorough (every "
-                   "route; static and per-channel INT8 too); the fastest that verifies "
-                   "ships")
+                   "route; each pass's variants too: static and per-channel INT8, fused "
+                   "layer norms); the fastest that verifies ships")
     p.add_argument("--calibration-data", type=Path, metavar="FILE.npz|DIR",
                    help="real inputs for static INT8 (one array per input name; a "
                    "directory: every .npz in it): makes static QDQ INT8 a candidate")
