@@ -15,7 +15,8 @@ from typing import Any
 
 from onnxport.artifact.modelinfo import describe_model
 from onnxport.child_tool import run_tool
-from onnxport.errors import BadInput, ExportFailed, OnnxportError
+from onnxport.errors import BadInput, ExportFailed
+from onnxport.pass_modes import run_in_mode
 from onnxport.records import PassContext, PassOutcome
 
 from .options import Float16Options, parse_options
@@ -28,16 +29,9 @@ def convert(context: PassContext) -> PassOutcome:
     options = parse_options(context.options, context.target.name)
     if options.mode == "off":
         return PassOutcome(applied=False, reason="float16.mode is off")
-    if options.mode == "auto":
-        return _convert(context, options)  # a failure rejects float16, fp32 goes on
-    try:
-        return _convert(context, options)
-    except OnnxportError:
-        raise
-    except Exception as exc:  # mode on: float16 was asked for, so the run fails
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise ExportFailed(f"float16 conversion failed for target {context.target.name}: "
-                           f"{type(exc).__name__}: {first}", _HINT) from exc
+    return run_in_mode(options.mode, lambda: _convert(context, options),
+                       failure=f"float16 conversion failed for target "
+                               f"{context.target.name}", hint=_HINT)
 
 
 def _convert(context: PassContext, options: Float16Options) -> PassOutcome:

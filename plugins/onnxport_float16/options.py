@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from onnxport.pass_modes import MODES
 from onnxport.options import option, parse_options as parse
 from onnxport.records import Tolerance
 
-MODES = ("off", "on", "auto")
 DEFAULT_TIMEOUT = 300.0  # seconds; the reference models take about 2 s (mostly imports)
 
 

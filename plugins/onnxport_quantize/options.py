@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from onnxport.pass_modes import MODES
 from onnxport.options import option, parse_options as parse
 
-MODES = ("off", "on", "auto")
 WEIGHT_TYPES = ("QInt8", "QUInt8")
 METHODS = ("dynamic", "static")
 CALIBRATE_METHODS = ("minmax", "entropy", "percentile")

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from onnxport.flow.environment import u8s8_saturates_here
-from onnxport.errors import BadInput, ExportFailed, OnnxportError
+from onnxport.errors import BadInput
 from onnxport.artifact.modelinfo import describe_model
+from onnxport.pass_modes import run_in_mode
 from onnxport.records import PassContext, PassOutcome
 
 from .options import NOT_DYNAMIC, ORT_EXTRA_OPTIONS, QuantizeOptions, parse_options
@@ -41,19 +42,10 @@ def quantize(context: PassContext) -> PassOutcome:
     options = parse_options(context.options, context.target.name)
     if options.mode == "off":
         return PassOutcome(applied=False, reason="quantize.mode is off")
-    if options.mode == "auto":
-        return _quantize(context, options)  # a failure rejects INT8, fp32 goes on
-    try:
-        return _quantize(context, options)
-    except OnnxportError:
-        raise
-    except Exception as exc:  # mode on: INT8 was asked for, so the run fails
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise ExportFailed(
-            f"quantization failed for target {context.target.name}: "
-            f"{type(exc).__name__}: {first}",
-            "run with --quantize auto to ship fp32 when INT8 cannot be made, or "
-            "--debug for the full error") from exc
+    return run_in_mode(options.mode, lambda: _quantize(context, options),
+                       failure=f"quantization failed for target {context.target.name}",
+                       hint="run with --quantize auto to ship fp32 when INT8 cannot be "
+                            "made, or --debug for the full error")
 
 
 def _quantize(context: PassContext, options: QuantizeOptions) -> PassOutcome:
