@@ -18,9 +18,9 @@ core ships the faster of those that verify. The target's options["float16"] say 
 - atol, rtol, min_cosine: the float16 budget; timeout: seconds for the converter.
 
 Without a GPU the target falls back to the CPU provider, which runs a float16 model by
-casting around the ops it has no float16 kernel for: the candidate is verified there,
-and timed there, where it is no faster, so mode auto ships the more accurate float32
-model (docs/targets.md). The examples/onnxport-fp16 plugin (pass `fp16`) shows how a
+casting around the ops it has no float16 kernel for: the candidate is verified there
+but not timed (the CPU's figures say nothing about a GPU), so mode auto ships the more
+accurate float32 model (flow/choosing.py, docs/targets.md). The examples/onnxport-fp16 plugin (pass `fp16`) shows how a
 third party writes such a pass by hand. Importing this module imports neither onnx nor
 onnxruntime.
 """

@@ -8,8 +8,7 @@ quantized by default: it becomes ConvInteger, which has no kernel for signed wei
 most builds. GPU targets never quantize: dynamic INT8 (MatMulInteger) has no CUDA kernel.
 They run the `float16` pass in mode auto instead: a float16 candidate competes with the
 fp32 model and the faster of those that verify ships (where the GPU provider is missing
-both are timed on the CPU provider, where float16 is no faster and fp32, the more
-accurate, ships).
+nothing is timed, and fp32, the more accurate, ships).
 """
 
 from __future__ import annotations

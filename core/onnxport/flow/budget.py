@@ -4,8 +4,9 @@ shipped model meets the target's real-time budget.
 Timings (the candidates' choice, the budget) are measured on the machine that converts.
 When that is not the device a target describes (`Target.machine`, `Target.cpu_flags`,
 its first execution provider), the report says so, with the basis of the decision, and
-what to do: decide by hand (`--quantize on|off`, `--pass-option float16.mode=on|off`),
-or measure on the device (`onnxport bench --budget`).
+what to do: decide by hand (`--quantize on|off`), or measure on the device (`onnxport
+bench --budget`). (A target whose provider is missing here is not timed at all:
+flow/choosing.py.)
 """
 
 from __future__ import annotations
@@ -46,10 +47,9 @@ def measured_elsewhere_note(target: Target, decided: bool, ran: Sequence[str] = 
         return ""
     what = ("the choice among its candidates was timed" if decided
             else "latency was measured")
-    return (f"{target.name}: {what} on this machine ({machine()['cpu']}) and {why}: it "
+    return (f"{what} on this machine ({machine()['cpu']}) and {why}: it "
             "may differ on the device; decide by hand with the pass's mode (--quantize "
-            "on|off, --pass-option float16.mode=on|off), or measure there with onnxport "
-            "bench --budget")
+            "on|off), or measure there with onnxport bench --budget")
 
 
 def check_budget(runner, path, options: RunOptions, feeds: Mapping[str, np.ndarray],

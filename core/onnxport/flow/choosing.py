@@ -9,6 +9,11 @@ on all of them, the median block per candidate and batch. A candidate's time is 
 geometric mean of its medians over the batch sizes; the spread is the 90th percentile
 block over the median.
 
+A target whose execution provider is missing here (cuda on a machine without CUDA) is
+not timed: the fallback provider's figures say nothing about the device, so the most
+accurate candidate ships (the smallest with `prefer = "size"`), and a pass's mode "on"
+is how to ship its model anyway.
+
 A candidate beats the one chosen so far only when it is faster by more than `MARGIN`
 (5%, about what this measurement tells apart on a busy machine). Within the margin the
 two are a tie: one that is both smaller and no less accurate wins it, else the more
@@ -69,6 +74,9 @@ def choose(run: TargetRun, candidates: list[Candidate], reference: Reference,
                              "only candidate with it; it met its budget")
             winner.cause = f"the only one with {passes} (required)"
         return winner
+    missing = missing_provider(run)
+    if missing:
+        return _not_timed(eligible, run, missing)
     threads = threads or 1
     batches = _batches(run, reference)
     medians, spreads = time_side_by_side(
@@ -92,6 +100,38 @@ def choose(run: TargetRun, candidates: list[Candidate], reference: Reference,
             other.reason, other.cause = _why_lost(other, winner, threads,
                                                   run.target.prefer)
     return winner
+
+
+def missing_provider(run: TargetRun) -> str:
+    """The target's first execution provider when its models ran on another one here."""
+    verification = run.stages[0].verification if run.stages else None
+    wanted = run.target.providers[0] if run.target.providers else ""
+    ran = verification.providers if verification is not None else []
+    return wanted if wanted and ran and wanted not in ran else ""
+
+
+def _not_timed(eligible: list[Candidate], run: TargetRun, missing: str) -> Candidate:
+    size = run.target.prefer == "size"
+    winner = min(eligible, key=lambda c: (_size(c), _error(c)) if size
+                 else (_error(c), _size(c)))
+    why = (f"{missing} is not available here, so the candidates were not timed (the "
+           f"fallback's figures say nothing about {run.target.name}'s device)")
+    winner.verdict = "shipped"
+    winner.cause = ("the smallest (prefer = size; not timed here)" if size
+                    else "the most accurate (not timed here)")
+    winner.reason = (f"{why}: the {'smallest' if size else 'most accurate'} that "
+                     "verified ships; a pass's mode on ships its model instead (e.g. "
+                     "--pass-option float16.mode=on)")
+    for other in eligible:
+        if other is not winner:
+            other.verdict = "lost"
+            other.cause = ("larger" if size else "less accurate") + " (not timed here)"
+            other.reason = f"{why}: {_figures_error(other)} vs {_figures_error(winner)}"
+    return winner
+
+
+def _figures_error(candidate: Candidate) -> str:
+    return f"max error {_error(candidate):.2g}, {_size(candidate)} bytes"
 
 
 def _pick(eligible: list[Candidate], prefer: str) -> Candidate:

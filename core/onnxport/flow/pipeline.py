@@ -201,10 +201,10 @@ def _ship(host: PluginHost, runs: list[TargetRun], root: Path, loaded: LoadedMod
                                                   "shipped": "yes"}]
     budget = request.latency_budget or target.latency_budget
     export = stages[0].verification
-    note = measured_elsewhere_note(
-        target, decided=sum(c.verdict in ("shipped", "lost") for c in candidates) > 1,
-        ran=export.providers if export is not None else ())
-    if note and (budget or len(candidates) > 1):
+    timed = sum(bool(c.latency_ms) for c in candidates) > 1  # a choice by timing
+    note = measured_elsewhere_note(target, decided=timed,
+                                   ran=export.providers if export is not None else ())
+    if note and (budget or timed):
         warnings.append(note)
     if run.export_passed:
         warnings += reference.proves_little(loaded.output_names, lambda output: budget_for(
