@@ -9,9 +9,9 @@ on all of them, the median block per candidate and batch. A candidate's time is 
 geometric mean of its medians over the batch sizes; the spread is the 90th percentile
 block over the median.
 
-A target whose execution provider is missing here (cuda on a machine without CUDA) is
-not timed: the fallback provider's figures say nothing about the device, so the most
-accurate candidate ships (the smallest with `prefer = "size"`), and a pass's mode "on"
+A target whose accelerator is missing here (cuda on a machine without CUDA: its first
+execution provider is one of `ACCELERATORS`) is not timed: the CPU fallback's figures
+say nothing about the device, so the most accurate candidate ships (the smallest with `prefer = "size"`), and a pass's mode "on"
 is how to ship its model anyway.
 
 A candidate beats the one chosen so far only when it is faster by more than `MARGIN`
@@ -41,6 +41,12 @@ MARGIN = 0.05
 BLOCKS = 15  # blocks per candidate and batch size (odd: the median is one of them)
 BLOCK_SECONDS = 0.01
 WARMUP = 3
+# Execution providers that run on another kind of device than the CPU: a CPU's timings
+# of a model say nothing about them. (XNNPACK is a CPU library: without it the CPU
+# provider runs, on the device too, so its targets are still timed.)
+ACCELERATORS = ("CUDAExecutionProvider", "TensorrtExecutionProvider",
+                "ROCMExecutionProvider", "MIGraphXExecutionProvider", "DmlExecutionProvider",
+                "CoreMLExecutionProvider", "QNNExecutionProvider", "WebGpuExecutionProvider")
 
 
 def candidates_of(run: TargetRun) -> list[Candidate]:
@@ -103,11 +109,12 @@ def choose(run: TargetRun, candidates: list[Candidate], reference: Reference,
 
 
 def missing_provider(run: TargetRun) -> str:
-    """The target's first execution provider when its models ran on another one here."""
+    """The accelerator a target runs on (its first execution provider) when its models
+    ran on another provider here."""
     verification = run.stages[0].verification if run.stages else None
     wanted = run.target.providers[0] if run.target.providers else ""
     ran = verification.providers if verification is not None else []
-    return wanted if wanted and ran and wanted not in ran else ""
+    return wanted if wanted in ACCELERATORS and ran and wanted not in ran else ""
 
 
 def _not_timed(eligible: list[Candidate], run: TargetRun, missing: str) -> Candidate:
