@@ -11,8 +11,8 @@ block over the median.
 
 A target whose accelerator is missing here (cuda on a machine without CUDA: its first
 execution provider is one of `ACCELERATORS`) is not timed: the CPU fallback's figures
-say nothing about the device, so the most accurate candidate ships (the smallest with `prefer = "size"`), and a pass's mode "on"
-is how to ship its model anyway.
+say nothing about the device, so the most accurate candidate ships (the smallest with
+`prefer = "size"`), and a pass's mode "on" is how to ship its model anyway.
 
 A candidate beats the one chosen so far only when it is faster by more than `MARGIN`
 (5%, about what this measurement tells apart on a busy machine). Within the margin the
@@ -45,8 +45,9 @@ WARMUP = 3
 # of a model say nothing about them. (XNNPACK is a CPU library: without it the CPU
 # provider runs, on the device too, so its targets are still timed.)
 ACCELERATORS = ("CUDAExecutionProvider", "TensorrtExecutionProvider",
-                "ROCMExecutionProvider", "MIGraphXExecutionProvider", "DmlExecutionProvider",
-                "CoreMLExecutionProvider", "QNNExecutionProvider", "WebGpuExecutionProvider")
+                "ROCMExecutionProvider", "MIGraphXExecutionProvider",
+                "DmlExecutionProvider", "CoreMLExecutionProvider", "QNNExecutionProvider",
+                "WebGpuExecutionProvider")
 
 
 def candidates_of(run: TargetRun) -> list[Candidate]:
