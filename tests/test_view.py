@@ -51,9 +51,14 @@ def _wait_for(url: str, seconds: float = 30) -> bytes:
 
 def test_view_serves_the_artifacts_model_in_netron_until_stopped(artifact, tmp_path):
     (port,) = free_ports(1)
+    # Ctrl-C as a terminal delivers it. A suite started in the background by a
+    # non-interactive shell (`make test &`) inherits SIGINT ignored, and so would the
+    # command: give it the default disposition, as a terminal's foreground job has.
     process = subprocess.Popen([str(BIN / "onnxport"), "view", str(artifact), "--port",
                                 str(port)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                signal.SIG_DFL))
     try:
         page = _wait_for(f"http://127.0.0.1:{port}/").decode()
         assert "<title>Netron</title>" in page or "netron" in page.lower()
