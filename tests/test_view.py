@@ -67,7 +67,12 @@ def test_view_serves_the_artifacts_model_in_netron_until_stopped(artifact, tmp_p
         assert served == (artifact / "cpu" / "two_heads.onnx").read_bytes()
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C
-        out, err = process.communicate(timeout=30)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # not stopped by Ctrl-C: fail, leave nothing
+            process.kill()
+            process.communicate()
+            raise
     assert process.returncode == 0, err
     assert out.splitlines()[0] == (f"Netron: serving {artifact / 'cpu' / 'two_heads.onnx'} "
                                    f"at http://127.0.0.1:{port} (until Ctrl-C)")
