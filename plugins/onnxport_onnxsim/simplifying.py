@@ -65,10 +65,10 @@ def keep_input_annotations(original, result) -> int:
     """Drop the shapes onnxsim inferred for intermediate values (`value_info`), keeping
     those the input model had for values that are still there; return how many were
     dropped. onnxruntime infers shapes itself when it loads a model, and the extra
-    annotations change which fusions its session optimizer dares: measured on a tiny
-    BERT whose attention the fuse pass had fused, they let the session fuse
-    SkipLayerNormalization, 1.5x slower at batch 8 (docs/targets.md); on the reference
-    models, dropping them changed nothing measurable."""
+    annotations change which fusions its session optimizer dares: on a tiny BERT whose
+    attention the fuse pass had fused, they let the session fuse SkipLayerNormalization,
+    the kernel the fuse pass leaves out because it measured slower
+    (benchmarks/fusion_norms.py, docs/targets.md)."""
     had = {v.name for v in original.graph.value_info}
     kept = [v for v in result.graph.value_info if v.name in had]
     dropped = len(result.graph.value_info) - len(kept)

@@ -3,7 +3,7 @@ shipped model meets the target's real-time budget.
 
 Timings (the candidates' choice, the budget) are measured on the machine that converts.
 When that is not the device a target describes (`Target.machine`, `Target.cpu_flags`,
-its first execution provider), the report says so, with the basis of the decision, and
+an accelerator missing here), the report says so, with the basis of the decision, and
 what to do: decide by hand (`--quantize on|off`), or measure on the device (`onnxport
 bench --budget`). (A target whose provider is missing here is not timed at all:
 flow/choosing.py.)
@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from onnxport.flow.environment import cpu_flags, machine
+from onnxport.flow.targets import missing_accelerator
 from onnxport.records import RunOptions, Target
 
 BUDGET_RUNS = 200  # enough runs that a p99 is a measured value, not the slowest of few
@@ -28,9 +29,9 @@ _ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 def elsewhere(target: Target, ran: Sequence[str] = ()) -> str:
     """Why this machine is not the target's device ("" when it is, or may be); `ran`:
     the execution providers its models ran on here."""
-    if ran and target.providers and target.providers[0] not in ran:
-        return (f"{target.name} runs on {target.providers[0]}, which is not available "
-                f"here ({ran[0]} ran instead)")
+    missing = missing_accelerator(target, ran)
+    if missing:
+        return f"{target.name} runs on {missing}, which is not available here"
     here = _ALIASES.get(platform.machine().lower(), platform.machine().lower())
     if target.machine and _ALIASES.get(target.machine, target.machine) != here:
         return f"this machine is {here}, {target.name} is {target.machine}"

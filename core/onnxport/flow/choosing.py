@@ -10,9 +10,10 @@ geometric mean of its medians over the batch sizes; the spread is the 90th perce
 block over the median.
 
 A target whose accelerator is missing here (cuda on a machine without CUDA: its first
-execution provider is one of `ACCELERATORS`) is not timed: the CPU fallback's figures
-say nothing about the device, so the most accurate candidate ships (the smallest with
-`prefer = "size"`), and a pass's mode "on" is how to ship its model anyway.
+execution provider is one of `flow.targets.ACCELERATORS`) is not timed: the CPU
+fallback's figures say nothing about the device, so the most accurate candidate ships
+(the smallest with `prefer = "size"`), and a pass's mode "on" is how to ship its model
+anyway.
 
 A candidate beats the one chosen so far only when it is faster by more than `MARGIN`
 (5%, about what this measurement tells apart on a busy machine). Within the margin the
@@ -34,6 +35,7 @@ import numpy as np
 from onnxport.conversion import Candidate, StageResult
 from onnxport.flow.candidates import TargetRun
 from onnxport.flow.inputs import random_inputs
+from onnxport.flow.targets import missing_accelerator
 from onnxport.flow.verification import Reference
 from onnxport.records import RunOptions
 
@@ -41,13 +43,6 @@ MARGIN = 0.05
 BLOCKS = 15  # blocks per candidate and batch size (odd: the median is one of them)
 BLOCK_SECONDS = 0.01
 WARMUP = 3
-# Execution providers that run on another kind of device than the CPU: a CPU's timings
-# of a model say nothing about them. (XNNPACK is a CPU library: without it the CPU
-# provider runs, on the device too, so its targets are still timed.)
-ACCELERATORS = ("CUDAExecutionProvider", "TensorrtExecutionProvider",
-                "ROCMExecutionProvider", "MIGraphXExecutionProvider",
-                "DmlExecutionProvider", "CoreMLExecutionProvider", "QNNExecutionProvider",
-                "WebGpuExecutionProvider")
 
 
 def candidates_of(run: TargetRun) -> list[Candidate]:
@@ -110,12 +105,10 @@ def choose(run: TargetRun, candidates: list[Candidate], reference: Reference,
 
 
 def missing_provider(run: TargetRun) -> str:
-    """The accelerator a target runs on (its first execution provider) when its models
-    ran on another provider here."""
+    """The accelerator the target runs on, when its models ran on another provider here
+    (flow/targets.missing_accelerator)."""
     verification = run.stages[0].verification if run.stages else None
-    wanted = run.target.providers[0] if run.target.providers else ""
-    ran = verification.providers if verification is not None else []
-    return wanted if wanted in ACCELERATORS and ran and wanted not in ran else ""
+    return missing_accelerator(run.target, verification.providers if verification else [])
 
 
 def _not_timed(eligible: list[Candidate], run: TargetRun, missing: str) -> Candidate:

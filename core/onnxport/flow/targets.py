@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from onnxport.errors import BadInput
 from onnxport.host import PluginHost
@@ -86,6 +86,22 @@ def _check_providers(host: PluginHost, target: Target) -> None:
             f"onnxruntime build does not have (it has {', '.join(available)})",
             "install the onnxruntime build with that provider (e.g. onnxruntime-gpu), "
             "or set allow_fallback = true for the target")
+
+
+# Execution providers that run on another kind of device than the CPU: a CPU's timings
+# of a model say nothing about them. (XNNPACK is a CPU library: without it the CPU
+# provider runs, on the device too.)
+ACCELERATORS = ("CUDAExecutionProvider", "TensorrtExecutionProvider",
+                "ROCMExecutionProvider", "MIGraphXExecutionProvider",
+                "DmlExecutionProvider", "CoreMLExecutionProvider", "QNNExecutionProvider",
+                "WebGpuExecutionProvider")
+
+
+def missing_accelerator(target: Target, ran: Sequence[str]) -> str:
+    """The accelerator a target runs on (its first execution provider, one of
+    ACCELERATORS) when its models ran on another provider here; else ""."""
+    wanted = target.providers[0] if target.providers else ""
+    return wanted if wanted in ACCELERATORS and ran and wanted not in ran else ""
 
 
 def fallback_note(target: Target, ran: list[str]) -> str:
