@@ -127,7 +127,8 @@ def _not_timed(eligible: list[Candidate], run: TargetRun, missing: str) -> Candi
         if other is not winner:
             other.verdict = "lost"
             other.cause = ("larger" if size else "less accurate") + " (not timed here)"
-            other.reason = f"{why}: {_figures_error(other)} vs {_figures_error(winner)}"
+            other.reason = (f"not timed ({missing} is not available here): "
+                            f"{_figures_error(other)} vs {_figures_error(winner)}")
     return winner
 
 
