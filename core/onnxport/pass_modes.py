@@ -13,9 +13,17 @@ from __future__ import annotations
 from typing import Callable
 
 from onnxport.errors import ExportFailed, OnnxportError
-from onnxport.records import PassOutcome
+from onnxport.records import PassOutcome, Target
 
 MODES = ("off", "on", "auto")
+
+
+def mode_of(target: Target, pass_name: str, default: str) -> str:
+    """The mode a target's options ask of a pass (`default` when they set none), read
+    without validating the rest: a pass's `applies` asks this before its options are
+    checked; a value that is not a string is "invalid", which no pass applies for."""
+    mode = target.options.get(pass_name, {}).get("mode", default)
+    return mode if isinstance(mode, str) else "invalid"
 
 
 def run_in_mode(mode: str, make: Callable[[], PassOutcome], *, failure: str,

@@ -28,16 +28,17 @@ onnxruntime.
 from __future__ import annotations
 
 from onnxport.host import hookimpl
+from onnxport.pass_modes import mode_of
 from onnxport.records import Pass, Requirements, Target
 
-from .options import Float16Options, mode_of
+from .options import Float16Options
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 def mode(target: Target) -> str:
     """The float16 mode a target asks for; "auto" when it lists the pass but sets none."""
-    return mode_of(target.options.get("float16", {}))
+    return mode_of(target, "float16", Float16Options.mode)
 
 
 def applies(target: Target) -> bool:

@@ -48,11 +48,6 @@ class Float16Options:
         return Tolerance(atol=self.atol, rtol=self.rtol, min_cosine=self.min_cosine)
 
 
-def mode_of(options: Mapping[str, Any]) -> str:
-    """The mode a target's float16 options ask for, without validating the rest."""
-    mode = options.get("mode", Float16Options.mode)
-    return mode if isinstance(mode, str) else "invalid"
-
 
 def parse_options(options: Mapping[str, Any], target: str) -> Float16Options:
     return parse(Float16Options, options, where=f"target '{target}'", prefix="float16.")

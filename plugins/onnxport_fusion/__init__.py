@@ -45,14 +45,15 @@ neither onnx nor onnxruntime.
 from __future__ import annotations
 
 from onnxport.host import hookimpl
+from onnxport.pass_modes import mode_of
 from onnxport.records import Pass, Requirements, Target
 
-from .options import FuseOptions, mode_of
+from .options import FuseOptions
 
 
 def mode(target: Target) -> str:
     """The fuse mode a target asks for; "auto" unless it says otherwise."""
-    return mode_of(target.options.get("fuse", {}))
+    return mode_of(target, "fuse", FuseOptions.mode)
 
 
 def variants(target: Target, level: str, calibrated: bool) -> list[dict]:

@@ -48,11 +48,6 @@ class FuseOptions:
                             help="seconds before the optimizer's process is stopped")
 
 
-def mode_of(options: Mapping[str, Any]) -> str:
-    """The mode a target's fuse options ask for, without validating the rest."""
-    mode = options.get("mode", FuseOptions.mode)
-    return mode if isinstance(mode, str) else "invalid"
-
 
 def parse_options(options: Mapping[str, Any], target: str) -> FuseOptions:
     """The pass's settings; an unknown key, a wrong type or value is the user's to fix."""

@@ -24,15 +24,16 @@ imports neither onnx nor onnxruntime.
 from __future__ import annotations
 
 from onnxport.host import hookimpl
+from onnxport.pass_modes import mode_of
 from onnxport.records import Pass, Requirements, Target
 
-from .options import QuantizeOptions, mode_of, parse_options
+from .options import QuantizeOptions, parse_options
 
 
 def mode(target: Target) -> str:
     """The quantization mode a target asks for; "auto" when it lists the pass but sets
     no mode (INT8 only where it pays off)."""
-    return mode_of(target.options.get("quantize", {}))
+    return mode_of(target, "quantize", QuantizeOptions.mode)
 
 
 def _run(context):

@@ -74,11 +74,6 @@ class QuantizeOptions:
         return "Conv" in self.op_types
 
 
-def mode_of(options: Mapping[str, Any]) -> str:
-    """The mode a target's quantize options ask for, without validating the rest."""
-    mode = options.get("mode", QuantizeOptions.mode)
-    return mode if isinstance(mode, str) else "invalid"
-
 
 def parse_options(options: Mapping[str, Any], target: str) -> QuantizeOptions:
     return parse(QuantizeOptions, options, where=f"target '{target}'", prefix="quantize.")
